@@ -1,0 +1,1 @@
+"""Medical SAM 2."""
