@@ -53,7 +53,9 @@ def _cached(name: str, image_size: int, video: bool, seed: int) -> torch.nn.Modu
         )
         model.fill_hole_area = 0  # its hole filling needs the CUDA extension (DESIGN.md section 4)
     else:
-        model = build.build_sam2(REF_CONFIGS[name], ckpt_path=None, device="cpu", hydra_overrides_extra=overrides)
+        model = build.build_sam2(
+            REF_CONFIGS[name], ckpt_path=None, device="cpu", hydra_overrides_extra=overrides
+        )
     torch.manual_seed(seed)
     perturb_(model, seed=seed)
     return model.eval()

@@ -21,7 +21,7 @@ class SinePositionEncoding(nn.Module):
         super().__init__()
         if num_pos_feats % 2:
             raise ValueError("num_pos_feats must be even")
-        self.half = num_pos_feats // 2
+        self.half_dim = num_pos_feats // 2
         self.temperature = temperature
         self.scale = 2 * math.pi
         self._cache: dict[tuple[int, int, str], Tensor] = {}
@@ -34,16 +34,16 @@ class SinePositionEncoding(nn.Module):
         eps = 1e-6
         ys = torch.arange(1, h + 1, dtype=torch.float32, device=device) / (h + eps) * self.scale
         xs = torch.arange(1, w + 1, dtype=torch.float32, device=device) / (w + eps) * self.scale
-        k = torch.arange(self.half, dtype=torch.float32, device=device)
-        freq = self.temperature ** (2 * torch.div(k, 2, rounding_mode="floor") / self.half)
+        k = torch.arange(self.half_dim, dtype=torch.float32, device=device)
+        freq = self.temperature ** (2 * torch.div(k, 2, rounding_mode="floor") / self.half_dim)
         ang_y = ys[:, None] / freq  # (h, half)
         ang_x = xs[:, None] / freq  # (w, half)
 
         def interleave(a: Tensor) -> Tensor:  # sin on even, cos on odd channels
             return torch.stack((a[:, 0::2].sin(), a[:, 1::2].cos()), dim=2).flatten(1)
 
-        pe_y = interleave(ang_y)[:, None, :].expand(h, w, self.half)
-        pe_x = interleave(ang_x)[None, :, :].expand(h, w, self.half)
+        pe_y = interleave(ang_y)[:, None, :].expand(h, w, self.half_dim)
+        pe_x = interleave(ang_x)[None, :, :].expand(h, w, self.half_dim)
         pe = torch.cat((pe_y, pe_x), dim=2).permute(2, 0, 1).contiguous()  # (C, h, w)
         if len(self._cache) > 16:
             self._cache.clear()

@@ -1,0 +1,40 @@
+# medsam2 — `make demo` runs the main job, `make test` runs everything CI runs.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: test demo lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	# CPU torch: pinned here; an unpinned torch resolves to a multi-GB CUDA build
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e '.[dev,dicom]'
+	# stardist ships a real 16-bit TIFF we test on; its own deps (tensorflow) are not needed
+	$(PY) -m pip install --no-deps stardist
+	# the reference implementation, test-only, without its CUDA extension or torchvision
+	SAM2_BUILD_CUDA=0 $(PY) -m pip install --no-build-isolation --no-deps sam2==1.1.0
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check medsam2 tests benchmarks
+	$(VENV)/bin/ruff format --check medsam2 tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+test: lint typecheck pytest
+
+demo: $(STAMP)
+	$(VENV)/bin/medsam2 demo --output out/demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/encoder.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
