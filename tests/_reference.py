@@ -46,6 +46,7 @@ def perturb_(module: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> tor
 @functools.lru_cache(maxsize=4)
 def _cached(name: str, image_size: int, video: bool, seed: int) -> torch.nn.Module:
     build = require_reference()
+    torch.manual_seed(seed)  # the reference's own initialisation, made reproducible
     overrides = [f"++model.image_size={image_size}"]
     if video:
         model = build.build_sam2_video_predictor(

@@ -18,7 +18,7 @@ from _reference import perturb_, reference_model, require_reference
 from torch import Tensor
 
 from medsam2.config import ModelConfig
-from medsam2.model.mask_decoder import DecoderOutput, MaskDecoder, build_sam_heads, stability_scores
+from medsam2.model.mask_decoder import MaskDecoder, MaskDecoderOutput, build_sam_heads, stability_scores
 from medsam2.model.prompt_encoder import PromptEncoder
 from medsam2.model.transformer import TwoWayTransformer
 
@@ -158,7 +158,7 @@ def _decoder_inputs(name: str, case: DecoderCase) -> dict[str, Any]:
 
 
 def _check_selection(
-    decoder: MaskDecoder, inputs: dict[str, Any], out: DecoderOutput, expect: tuple[bool, ...]
+    decoder: MaskDecoder, inputs: dict[str, Any], out: MaskDecoderOutput, expect: tuple[bool, ...]
 ) -> None:
     """Assert the stability branch taken per prompt set, and that the output is that branch."""
     args = {k: v for k, v in inputs.items() if k != "multimask_output"}
@@ -188,7 +188,7 @@ def decoder_case_diffs(name: str, case_name: str) -> dict[str, float]:
     assert out.object_score_logits.shape == (case.batch, 1)
     return {
         field: _max_diff(ours, theirs)
-        for field, ours, theirs in zip(DecoderOutput._fields, out, ref_out, strict=True)
+        for field, ours, theirs in zip(MaskDecoderOutput._fields, out, ref_out, strict=True)
     }
 
 
@@ -229,7 +229,9 @@ def test_stability_scores_match_reference() -> None:
 FLAG_VARIANTS = {
     "plain": dict(use_high_res_features=False, iou_prediction_use_sigmoid=False, pred_obj_scores=False),
     "linear_obj_head": dict(use_high_res_features=False, pred_obj_scores=True, pred_obj_scores_mlp=False),
-    "single_token_ptr": dict(use_high_res_features=True, pred_obj_scores=True, pred_obj_scores_mlp=True),
+    "single_token_ptr": dict(
+        use_high_res_features=True, pred_obj_scores=True, use_multimask_token_for_obj_ptr=False
+    ),
 }
 
 

@@ -13,6 +13,8 @@ position embedding plus the tiled window embedding.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -25,14 +27,17 @@ def _pad_amount(size: int, window: int) -> int:
 
 
 def _max_pool(x: Tensor, stride: tuple[int, int]) -> Tensor:
-    """Non-overlapping max pool of a (N, H, W, C) map (kernel = stride, floor mode) -> (N, H', W', C)."""
-    n, h, w, c = x.shape
+    """Non-overlapping max pool of a (N, H, W, C) map (kernel = stride, floor mode) -> (N, H', W', C).
+
+    Element-wise maxima of strided slices: as exact as `nn.MaxPool2d` and, on channels-last data,
+    faster than both it and a reduction over an unflattened view.
+    """
     sh, sw = stride
-    ho, wo = h // sh, w // sw
-    if ho * sh != h or wo * sw != w:
-        x = x[:, : ho * sh, : wo * sw]
-    x = x.unflatten(2, (wo, sw)).amax(dim=3)  # pool along W first: halves the data read next
-    return x.unflatten(1, (ho, sh)).amax(dim=2)
+    ho, wo = x.shape[1] // sh, x.shape[2] // sw
+    x = x[:, : ho * sh]
+    cols = [x[:, :, j : wo * sw : sw] for j in range(sw)]  # pool along W first: halves what H reads
+    y = functools.reduce(torch.maximum, cols)
+    return functools.reduce(torch.maximum, [y[:, i::sh] for i in range(sh)])
 
 
 def window_partition(x: Tensor, window: int) -> tuple[Tensor, tuple[int, int]]:
@@ -90,7 +95,7 @@ class PooledAttention(nn.Module):
         if self.q_stride is not None:
             q = _max_pool(q.reshape(n, h, w, self.dim_out), self.q_stride)
             h, w = q.shape[1], q.shape[2]
-            q = q.view(n, h * w, heads, d)
+            q = q.reshape(n, h * w, heads, d)
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         # the CPU and GPU kernels lay the output out as (N, L, heads, d): this reshape is free
         out = out.transpose(1, 2).reshape(n, h, w, self.dim_out)
@@ -105,7 +110,10 @@ class GeluMLP(nn.Module):
         self.layers = nn.ModuleList([nn.Linear(dim, hidden), nn.Linear(hidden, dim)])
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.layers[1](F.gelu(self.layers[0](x)))
+        h = self.layers[0](x)
+        # without autograd, the activation can overwrite its input: one less large buffer
+        h = F.gelu(h) if torch.is_grad_enabled() else torch.ops.aten.gelu_(h)
+        return self.layers[1](h)
 
 
 class HieraBlock(nn.Module):

@@ -72,7 +72,9 @@ class FpnNeck(nn.Module):
         n = len(self.convs)
         self.fpn_top_down_levels = list(range(n) if fpn_top_down_levels is None else fpn_top_down_levels)
         self.fpn_interp_model = fpn_interp_model
-        self.position_encoding = position_encoding if position_encoding is not None else SinePositionEncoding(d_model)
+        self.position_encoding = (
+            position_encoding if position_encoding is not None else SinePositionEncoding(d_model)
+        )
 
     def _upsample(self, x: Tensor) -> Tensor:
         align = None if self.fpn_interp_model == "nearest" else False

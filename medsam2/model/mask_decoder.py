@@ -19,13 +19,13 @@ from medsam2.model.common import MLP, LayerNorm2d
 from medsam2.model.prompt_encoder import PromptEncoder
 from medsam2.model.transformer import TwoWayTransformer
 
-__all__ = ["DecoderOutput", "MaskDecoder", "build_sam_heads", "stability_scores"]
+__all__ = ["MaskDecoderOutput", "MaskDecoder", "build_sam_heads", "stability_scores"]
 
 # Logit used for "object present" when the decoder has no object-score head (sigmoid(10) ~ 1).
 _OBJECT_PRESENT_LOGIT = 10.0
 
 
-class DecoderOutput(NamedTuple):
+class MaskDecoderOutput(NamedTuple):
     """What :meth:`MaskDecoder.forward` returns (unpacks like SAM 2's 4-tuple).
 
     masks: (B, M, 4h, 4w) low-resolution mask logits; M = num_multimask_outputs or 1.
@@ -59,6 +59,17 @@ def _match_batch(x: Tensor, batch: int, what: str) -> Tensor:
     if x.shape[0] == 0 or batch % x.shape[0]:
         raise ValueError(f"{what}: batch {x.shape[0]} cannot be repeated to {batch} prompt sets")
     return torch.repeat_interleave(x, batch // x.shape[0], dim=0)
+
+
+def _upscaling_stack(c: int) -> nn.Sequential:
+    """Two stride-2 transposed convolutions C -> C/4 -> C/8 (weights at indices 0, 1, 3)."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(c, c // 4, kernel_size=2, stride=2),
+        LayerNorm2d(c // 4),
+        nn.GELU(),
+        nn.ConvTranspose2d(c // 4, c // 8, kernel_size=2, stride=2),
+        nn.GELU(),
+    )
 
 
 class MaskDecoder(nn.Module):
@@ -112,14 +123,7 @@ class MaskDecoder(nn.Module):
         if pred_obj_scores:
             self.obj_score_token = nn.Embedding(1, c)
         self.use_multimask_token_for_obj_ptr = use_multimask_token_for_obj_ptr
-        # indices 0, 1, 3 carry weights (checkpoint names `output_upscaling.{i}`)
-        self.output_upscaling = nn.Sequential(
-            nn.ConvTranspose2d(c, c // 4, kernel_size=2, stride=2),
-            LayerNorm2d(c // 4),
-            nn.GELU(),
-            nn.ConvTranspose2d(c // 4, c // 8, kernel_size=2, stride=2),
-            nn.GELU(),
-        )
+        self.output_upscaling = _upscaling_stack(c)
         self.use_high_res_features = use_high_res_features
         if use_high_res_features:
             self.conv_s0 = nn.Conv2d(c, c // 8, kernel_size=1)
@@ -159,7 +163,7 @@ class MaskDecoder(nn.Module):
         multimask_output: bool,
         repeat_image: bool,
         high_res_features: list[Tensor] | None = None,
-    ) -> DecoderOutput:
+    ) -> MaskDecoderOutput:
         """Decode masks.
 
         Args:
@@ -175,7 +179,7 @@ class MaskDecoder(nn.Module):
                 by `conv_s0` / `conv_s1`; required iff `use_high_res_features`.
 
         Returns:
-            :class:`DecoderOutput` (masks, iou_pred, sam_tokens, object_score_logits).
+            :class:`MaskDecoderOutput` (masks, iou_pred, sam_tokens, object_score_logits).
         """
         masks, iou_pred, mask_tokens_out, object_score_logits = self.predict_masks(
             image_embeddings,
@@ -196,7 +200,7 @@ class MaskDecoder(nn.Module):
         else:
             # the single-mask token is the object-memory token whenever multimask tokens are not used
             sam_tokens = mask_tokens_out[:, :1]
-        return DecoderOutput(masks, iou_pred, sam_tokens, object_score_logits)
+        return MaskDecoderOutput(masks, iou_pred, sam_tokens, object_score_logits)
 
     def predict_masks(
         self,

@@ -66,11 +66,15 @@ class DecoderOutput:
 
 @dataclass(frozen=True)
 class MemoryInput:
-    """One remembered frame: features/pos (B, mem_dim, h, w) and its temporal slot (0 = prompted)."""
+    """One remembered frame: features/pos (B, mem_dim, h, w) and its temporal slot.
+
+    tpos: 0 for prompted frames, 1..num_maskmem-1 for others (num_maskmem-1 = nearest), or None
+    for no temporal encoding (memories of unordered image sets).
+    """
 
     features: Tensor
     pos_enc: Tensor
-    tpos: int
+    tpos: int | None
 
 
 @dataclass(frozen=True)
@@ -287,7 +291,7 @@ class Sam2Model(nn.Module):
         for m in memories:
             tokens.append(m.features.expand(b, -1, -1, -1).flatten(2).permute(2, 0, 1))
             enc = m.pos_enc.expand(b, -1, -1, -1).flatten(2).permute(2, 0, 1)
-            tokens_pos.append(enc + self.maskmem_tpos_enc[n - m.tpos - 1])
+            tokens_pos.append(enc if m.tpos is None else enc + self.maskmem_tpos_enc[n - m.tpos - 1])
         num_ptr_tokens = 0
         if pointers and self.config.use_obj_ptrs_in_encoder:
             ptr_tok, ptr_pos = self.pointer_tokens(pointers, max_tdiff, b)
