@@ -81,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except MedSam2Error as exc:
-        print(f"medsam2 {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # always one line, even for multi-line details
+        print(f"medsam2 {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"medsam2 {args.command}: interrupted", file=sys.stderr)
