@@ -16,7 +16,7 @@ _LAZY = {
     "save_model": "medsam2.model.checkpoint",
     "ImagePredictor": "medsam2.engine.image_predictor",
     "VideoPredictor": "medsam2.engine.video_predictor",
-    "ImageSetPredictor": "medsam2.engine.video_predictor",
+    "ImageSetPredictor": "medsam2.engine.image_set",
 }
 
 

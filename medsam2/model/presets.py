@@ -73,10 +73,35 @@ def _tiny() -> ModelConfig:
     )
 
 
+def _nano() -> ModelConfig:
+    """The embedded CPU model: SAM 2's module tree at 256 px with narrow widths (~2M parameters)."""
+    trunk = HieraConfig(
+        embed_dim=16,
+        num_heads=1,
+        stages=(1, 2, 3, 1),
+        global_att_blocks=(3, 5),
+        window_spec=(8, 4, 8, 4),
+        window_pos_embed_bkg_spatial_size=(7, 7),
+    )
+    return ModelConfig(
+        name="nano",
+        image_size=256,
+        trunk=trunk,
+        d_model=64,
+        mem_dim=32,
+        mask_in_chans=8,
+        decoder_heads=4,
+        decoder_mlp_dim=256,
+        iou_head_hidden_dim=64,
+        mem_attn_ffn_dim=256,
+    )
+
+
 PRESETS: dict[str, ModelConfig] = {
     f"{v}_hiera_{s}": _public(v, s) for v in ("sam2", "sam2.1") for s in ("t", "s", "b+", "l")
 }
 PRESETS["tiny"] = _tiny()
+PRESETS["nano"] = _nano()
 
 _ALIASES = {"tiny": "t", "small": "s", "base_plus": "b+", "base-plus": "b+", "large": "l"}
 

@@ -1,0 +1,246 @@
+"""Decoding prompted frames and propagating masks through a sequence.
+
+Shared by inference and training: the same `track_frame` / `prompt_frame` steps run in both.
+Semantics follow SAM 2's video predictor (DESIGN.md §4-5), with every prompted frame treated
+as a conditioning frame (a correction click is never overwritten by propagation).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from medsam2.engine.memory import MemoryEntry
+from medsam2.engine.session import FrameOutput, FramePrompt, FrameResult, InferenceSession, ObjectState
+from medsam2.errors import PromptError
+from medsam2.model.sam2_model import DecoderOutput, FrameFeatures, MemoryInput, PointerInput, Sam2Model
+
+__all__ = ["Direction", "frame_features", "prompt_frame", "track_frame", "propagate", "frame_output"]
+
+log = logging.getLogger(__name__)
+Direction = Literal["both", "forward", "backward"]
+
+
+def frame_features(model: Sam2Model, session: InferenceSession, index: int) -> FrameFeatures:
+    """Encoded features of frame `index` (through the session's bounded cache)."""
+
+    def compute(i: int) -> FrameFeatures:
+        x = session.source.load(i, session.image_size).to(session.device)[None]
+        return model.encode_image(x)
+
+    return session.cache.get(index, compute)
+
+
+def _model_points(session: InferenceSession, frame: int, prompt: FramePrompt) -> tuple[Tensor, Tensor] | None:
+    """Box corners (labels 2, 3) then clicks, scaled from frame pixels to model pixels."""
+    coords, labels = [], []
+    if prompt.box is not None:
+        coords.append(np.asarray(prompt.box, np.float32).reshape(2, 2))
+        labels.append(np.array([2, 3], np.int32))
+    if len(prompt.points):
+        coords.append(prompt.points.astype(np.float32))
+        labels.append(prompt.labels.astype(np.int32))
+    if not coords:
+        return None
+    h, w = session.source.frame_size(frame)
+    pts = torch.from_numpy(np.concatenate(coords))[None] / torch.tensor([w, h]) * session.image_size
+    labs = torch.from_numpy(np.concatenate(labels))[None]
+    return pts.to(session.device), labs.to(session.device)
+
+
+def _mask_input(session: InferenceSession, mask: np.ndarray) -> Tensor:
+    m = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None].to(session.device)
+    s = session.image_size
+    m = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+    return (m >= 0.5).float()
+
+
+def _memory_inputs(
+    model: Sam2Model,
+    session: InferenceSession,
+    obj: ObjectState,
+    frame: int,
+    reverse: bool,
+    feats: FrameFeatures,
+) -> Tensor:
+    """Memory-conditioned features of `frame` for `obj` (B=1, C, h, w)."""
+    sel = obj.policy.select(frame, reverse, query_embed=feats.vision[0], num_frames=session.num_frames)
+    dev = session.device
+    memories = [
+        MemoryInput(m.entry.features[None].to(dev).float(), m.entry.pos_enc[None].to(dev), m.tpos)
+        for m in sel.memories
+    ]
+    pointers = [PointerInput(p.entry.obj_ptr[None].to(dev), p.tdiff) for p in sel.pointers]
+    max_tdiff = min(session.num_frames, model.config.max_obj_ptrs_in_encoder) - 1
+    return model.condition_on_memory(feats, memories, pointers, max_tdiff)
+
+
+def _store(
+    model: Sam2Model,
+    session: InferenceSession,
+    obj: ObjectState,
+    frame: int,
+    feats: FrameFeatures,
+    out: DecoderOutput,
+    prompted: bool,
+    reverse: bool,
+    binarize: bool,
+) -> FrameResult:
+    """Encode the frame's memory, keep the result and hand the memory to the policy."""
+    mem, mem_pos = model.encode_memory(feats.vision, out.high_res_masks, out.object_score_logits, binarize)
+    iou = float(out.ious[0].max())  # the kept mask: best of several, or the single one
+    score = float(out.object_score_logits[0, 0])
+    entry = MemoryEntry(
+        frame_idx=frame,
+        prompted=prompted,
+        features=mem[0].to(session.memory_dtype),
+        pos_enc=mem_pos[0],
+        obj_ptr=out.obj_ptr[0],
+        iou=iou,
+        object_score=score,
+        image_embed=feats.vision[0],
+    )
+    kept = out if session.keep_decoder_outputs else None
+    result = FrameResult(
+        frame, out.low_res_masks.float(), score, iou, out.obj_ptr, prompted, reverse, entry, kept
+    )
+    obj.results[frame] = result
+    obj.policy.add(entry)
+    return result
+
+
+def prompt_frame(model: Sam2Model, session: InferenceSession, obj_id: int, frame: int) -> FrameResult:
+    """Decode `obj_id` on `frame` from that frame's prompts (SAM 2's add-points step).
+
+    A frame never tracked before is decoded without memory; a frame already tracked is decoded
+    with memory and with its previous mask logits as an extra dense prompt (a correction).
+    """
+    obj = session.object(obj_id)
+    prompt = obj.prompts.get(frame)
+    if prompt is None:
+        raise PromptError(f"object {obj_id}: no prompt on frame {frame}")
+    feats = frame_features(model, session, frame)
+    is_init = frame not in obj.tracked
+    reverse = obj.tracked.get(frame, False)
+    if prompt.mask is not None:
+        out = model.mask_as_output(feats.vision, feats.high_res, _mask_input(session, prompt.mask))
+    else:
+        points = _model_points(session, frame, prompt)
+        if is_init:
+            pix = model.add_no_memory(feats)
+        else:
+            obj.policy.remove(frame)
+            pix = _memory_inputs(model, session, obj, frame, reverse, feats)
+        prev = obj.results.get(frame)
+        prev_logits = (
+            None if prev is None else torch.clamp(prev.low_res_logits.to(session.device), -32.0, 32.0)
+        )
+        multimask = model.use_multimask(is_init, prompt.num_points)
+        out = model.decode(pix, feats.high_res, points, prev_logits, multimask)
+    return _store(model, session, obj, frame, feats, out, prompted=True, reverse=reverse, binarize=True)
+
+
+def track_frame(
+    model: Sam2Model, session: InferenceSession, obj: ObjectState, frame: int, reverse: bool
+) -> FrameResult:
+    """Segment `obj` on an unprompted `frame` from its memories."""
+    feats = frame_features(model, session, frame)
+    pix = _memory_inputs(model, session, obj, frame, reverse, feats)
+    out = model.decode(pix, feats.high_res, None, None, model.use_multimask(False, 0))
+    return _store(model, session, obj, frame, feats, out, prompted=False, reverse=reverse, binarize=False)
+
+
+def frame_output(session: InferenceSession, frame: int, obj_ids: list[int] | None = None) -> FrameOutput:
+    """Masks of the given objects (default: all) on `frame`, resampled to the frame's size.
+
+    Objects without a result on that frame come out empty (logits -1024)."""
+    ids = sorted(session.objects) if obj_ids is None else obj_ids
+    h, w = session.source.frame_size(frame)
+    logits, scores, ious = [], [], []
+    for oid in ids:
+        res = session.objects[oid].results.get(frame)
+        if res is None:
+            logits.append(torch.full((1, 1, h, w), -1024.0))
+            scores.append(-1024.0)
+            ious.append(0.0)
+            continue
+        up = F.interpolate(res.low_res_logits, size=(h, w), mode="bilinear", align_corners=False)
+        logits.append(up.cpu())
+        scores.append(res.object_score)
+        ious.append(res.iou)
+    return FrameOutput(frame, tuple(ids), torch.cat(logits)[:, 0], torch.tensor(scores), torch.tensor(ious))
+
+
+def _passes(session: InferenceSession, direction: Direction, start: int | None) -> list[tuple[bool, range]]:
+    prompted = session.prompted_frames()
+    if not prompted:
+        raise PromptError("no prompts: add a point, box or mask on at least one frame before propagating")
+    last = session.num_frames - 1
+    if direction == "forward":
+        s = prompted[0] if start is None else start
+        return [(False, range(s, last + 1))]
+    if direction == "backward":
+        s = prompted[-1] if start is None else start
+        return [(True, range(s, -1, -1))]
+    if direction != "both":
+        raise ValueError(f"direction must be 'both', 'forward' or 'backward', got {direction!r}")
+    s = prompted[0] if start is None else start
+    return [(False, range(s, last + 1)), (True, range(s, -1, -1))]
+
+
+def _begin(model: Sam2Model, session: InferenceSession) -> None:
+    """Fresh memory for a new propagation: only the prompted frames' results are kept."""
+    for obj in session.objects.values():
+        obj.policy.reset()
+        kept = {f: r for f, r in obj.results.items() if f in obj.prompts and r.prompted}
+        obj.results = kept
+        for f in obj.prompted_frames():
+            if f in kept:
+                obj.policy.add(kept[f].memory)
+            else:
+                prompt_frame(model, session, obj.obj_id, f)
+
+
+def propagate(
+    model: Sam2Model,
+    session: InferenceSession,
+    direction: Direction = "both",
+    start: int | None = None,
+    progress: bool = False,
+) -> Iterator[FrameOutput]:
+    """Propagate every object from the prompted frames; yields one `FrameOutput` per frame.
+
+    direction "both" (default): forward from the first prompted frame to the end, then backward
+    from it to frame 0; "forward"/"backward" run one pass (backward starts at the last
+    prompted frame). Prompted frames keep their prompted result. Every call re-propagates the
+    whole range, so corrections added since the last call take effect everywhere.
+    Gradients flow when enabled (training reuses this loop); predictors call it under no_grad.
+    """
+    passes = _passes(session, direction, start)
+    _begin(model, session)
+    seen: set[int] = set()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(len(r) for _, r in passes), desc="propagate", unit="frame")
+    for reverse, order in passes:
+        for frame in order:
+            for obj in session.objects.values():
+                if frame not in obj.prompts:
+                    track_frame(model, session, obj, frame, reverse)
+                obj.tracked[frame] = reverse
+            if bar is not None:
+                bar.update(1)
+            if frame in seen:
+                continue
+            seen.add(frame)
+            yield frame_output(session, frame)
+    if bar is not None:
+        bar.close()
