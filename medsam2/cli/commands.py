@@ -8,5 +8,7 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add the pipeline sub-commands to the `medsam2` parser."""
-    return None
+    """Add the pipeline sub-commands to the `medsam2` parser (one line per command module)."""
+    from medsam2.cli.video import register_video_commands
+
+    register_video_commands(sub)

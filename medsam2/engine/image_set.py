@@ -62,10 +62,12 @@ class ImageSetPredictor:
     their position in the list given to `start` (or by file name).
     """
 
-    def __init__(self, model: Sam2Model, memory: str = "self-sorting", **memory_options: Any) -> None:
+    def __init__(
+        self, model: Sam2Model, memory: str = "self-sorting", progress: bool = False, **memory_options: Any
+    ) -> None:
         if memory == "self-sorting":
             memory_options = {"temporal": "none", **memory_options}
-        self._video = VideoPredictor(model, memory=memory, **memory_options)
+        self._video = VideoPredictor(model, memory=memory, progress=progress, **memory_options)
         self.model = model
         self.source: FrameSource | None = None
         self._prompts: list[tuple[int, int, dict[str, Any]]] = []

@@ -191,7 +191,7 @@ def _passes(session: InferenceSession, direction: Direction, start: int | None) 
     if direction != "both":
         raise ValueError(f"direction must be 'both', 'forward' or 'backward', got {direction!r}")
     s = prompted[0] if start is None else start
-    return [(False, range(s, last + 1)), (True, range(s, -1, -1))]
+    return [(False, range(s, last + 1)), (True, range(s - 1, -1, -1))]
 
 
 def _begin(model: Sam2Model, session: InferenceSession) -> None:
@@ -224,7 +224,6 @@ def propagate(
     """
     passes = _passes(session, direction, start)
     _begin(model, session)
-    seen: set[int] = set()
     bar = None
     if progress:
         from tqdm import tqdm
@@ -238,9 +237,6 @@ def propagate(
                 obj.tracked[frame] = reverse
             if bar is not None:
                 bar.update(1)
-            if frame in seen:
-                continue
-            seen.add(frame)
             yield frame_output(session, frame)
     if bar is not None:
         bar.close()

@@ -165,6 +165,10 @@ def load_model(
     p = Path(path)
     sd = read_state_dict(p)
     cfg = _config_beside(p) if p.suffix == ".safetensors" else None
+    if cfg is not None and preset is not None and get_preset(preset).name != cfg.name:
+        raise CheckpointError(
+            f"{p}: its config {p.with_suffix('.json').name} says {cfg.name}; preset={preset!r} contradicts it"
+        )
     if cfg is None:
         if preset is None:
             det = detect_preset(sd)
