@@ -12,3 +12,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from medsam2.cli.video import register_video_commands
 
     register_video_commands(sub)
+    from medsam2.cli.segment import register_segment_command
+
+    register_segment_command(sub)

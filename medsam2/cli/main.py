@@ -60,9 +60,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="medsam2", description="Medical SAM 2: promptable 2D/3D segmentation"
-    )
+    parser = _Parser(prog="medsam2", description="Medical SAM 2: promptable 2D/3D segmentation")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
