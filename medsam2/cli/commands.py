@@ -15,3 +15,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from medsam2.cli.segment import register_segment_command
 
     register_segment_command(sub)
+    from medsam2.cli.demo import register_demo_command
+
+    register_demo_command(sub)
