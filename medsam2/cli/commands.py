@@ -18,3 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from medsam2.cli.demo import register_demo_command
 
     register_demo_command(sub)
+    from medsam2.cli.train import register as register_train
+
+    register_train(sub)

@@ -2,7 +2,7 @@
 
 Option precedence: TrainConfig defaults < ``--config FILE`` < flags (``--set KEY=VALUE`` sets any
 option; VALUE is JSON, or a plain string). ``--resume RUN_DIR`` reads the run's config.json and
-accepts only ``--steps``, ``--device`` and ``--progress`` besides.
+accepts only ``--steps``, ``--device``, ``--stop-at`` and ``--progress`` besides.
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
     from medsam2.training.config import TrainConfig
 
     cfg = TrainConfig.from_json(args.config) if args.config else TrainConfig()
-    changes = {field: getattr(args, flag) for flag, field in _FLAGS.items() if getattr(args, flag) is not None}
+    changes = {
+        field: getattr(args, flag) for flag, field in _FLAGS.items() if getattr(args, flag) is not None
+    }
     if args.progress:
         changes["progress"] = True
     if changes.get("init") is not None:
@@ -79,9 +81,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             flags = ", ".join("--" + f.replace("_", "-") for f in given)
             raise ConfigError(f"--resume continues a run with its own config.json; drop {flags}")
         cfg = resume_config(args.resume, steps=args.steps, device=args.device, progress=args.progress or None)
-        result = train(cfg, resume=True)
+        result = train(cfg, resume=True, stop_at=args.stop_at)
     else:
-        result = train(config_from_args(args))
+        result = train(config_from_args(args), stop_at=args.stop_at)
     if result.weights is not None:
         best = "" if result.best_dice is None else f", best validation Dice {result.best_dice:.4f}"
         print(f"trained {result.step} steps{best}; weights: {result.weights}")
@@ -112,7 +114,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--config", help="JSON file with training options (see docs/training.md)")
     p.add_argument("--recipe", choices=("3d", "2d-one-prompt"), default=None)
     p.add_argument("--steps", type=int, default=None, help="total optimiser steps")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="episodes per step (all processes)")
+    p.add_argument(
+        "--batch-size", dest="batch_size", type=int, default=None, help="episodes per step (all processes)"
+    )
     p.add_argument("--lr", type=float, default=None, help="base learning rate")
     p.add_argument("--image-size", dest="image_size", type=int, default=None)
     p.add_argument("--memory", choices=("fifo", "self-sorting"), default=None)
@@ -120,6 +124,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any training option (repeatable)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument(
+        "--stop-at",
+        dest="stop_at",
+        type=int,
+        default=None,
+        metavar="STEP",
+        help="stop after STEP steps with a checkpoint (the schedule still spans --steps); then --resume",
+    )
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(func=_cmd_train)
 

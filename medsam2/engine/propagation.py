@@ -94,8 +94,8 @@ def _store(
 ) -> FrameResult:
     """Encode the frame's memory, keep the result and hand the memory to the policy."""
     mem, mem_pos = model.encode_memory(feats.vision, out.high_res_masks, out.object_score_logits, binarize)
-    iou = float(out.ious[0].max())  # the kept mask: best of several, or the single one
-    score = float(out.object_score_logits[0, 0])
+    iou = float(out.ious[0].max().detach())  # the kept mask: best of several, or the single one
+    score = float(out.object_score_logits[0, 0].detach())
     entry = MemoryEntry(
         frame_idx=frame,
         prompted=prompted,

@@ -1,0 +1,122 @@
+"""Running one training episode through the engine's propagation and scoring it.
+
+The episode's prompts go into an :class:`InferenceSession` (float32 memories, full decoder
+outputs kept) and :func:`medsam2.engine.propagation.propagate` runs exactly as at inference,
+with gradients on. :class:`EpisodeModel` makes "one episode" the forward of an ``nn.Module`` so
+that ``DistributedDataParallel`` can wrap it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from medsam2.engine.memory import make_policy
+from medsam2.engine.propagation import propagate
+from medsam2.engine.session import FeatureCache, InferenceSession
+from medsam2.model.sam2_model import Sam2Model
+from medsam2.training.losses import LOSS_TERMS, MultiMaskLoss
+from medsam2.training.recipes import Episode
+
+__all__ = ["EpisodeModel", "run_episode", "episode_loss", "resize_mask"]
+
+
+def resize_mask(mask: np.ndarray, size: int, device: torch.device) -> Tensor:
+    """(H, W) bool -> (size, size) bool, resampled as the engine resamples mask prompts."""
+    m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None].to(device)
+    if tuple(m.shape[-2:]) != (size, size):
+        m = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return m[0, 0] >= 0.5
+
+
+def run_episode(model: Sam2Model, episode: Episode, device: torch.device) -> InferenceSession:
+    """Prompt and propagate every object of ``episode`` (gradients as the caller's mode allows)."""
+    session = InferenceSession(
+        source=episode.source,
+        image_size=model.image_size,
+        policy_factory=lambda: make_policy(episode.memory, **episode.memory_options),
+        cache=FeatureCache(max(1, episode.num_frames)),
+        device=device,
+        memory_dtype=torch.float32,
+        keep_decoder_outputs=True,
+    )
+    for obj_id, prompts in episode.prompts.items():
+        session.object(obj_id).prompts.update(prompts)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
+        for _ in propagate(model, session, "both"):
+            pass
+    return session
+
+
+def _dice(inter: float, total: float) -> float:
+    return 1.0 if total == 0 else 2.0 * inter / total
+
+
+def episode_loss(
+    session: InferenceSession, episode: Episode, loss_fn: MultiMaskLoss, trainable: list[nn.Parameter]
+) -> tuple[Tensor, dict[str, float]]:
+    """Mean loss over (object, frame) pairs whose output the model produced (frames prompted with
+    a mask are skipped: their output is the prompt itself), and statistics for the log:
+    each loss term, "dice" (Dice of the kept masks over the episode's frames, averaged over
+    objects) and "frames" (pairs scored)."""
+    size = session.image_size
+    total: Tensor | None = None
+    sums = dict.fromkeys(LOSS_TERMS, 0.0)
+    count, dices = 0, []
+    for obj_id, masks in episode.targets.items():
+        obj = session.objects[obj_id]
+        inter = denom = 0.0
+        for f, mask in enumerate(masks):
+            prompt = obj.prompts.get(f)
+            if prompt is not None and prompt.mask is not None:
+                continue
+            out = obj.results[f].decoder
+            assert out is not None, "sessions for training keep decoder outputs"
+            target = resize_mask(mask, size, session.device)
+            parts = loss_fn(out.high_res_multimasks[0], out.ious[0], out.object_score_logits[0], target)
+            total = parts["total"] if total is None else total + parts["total"]
+            for k in LOSS_TERMS:
+                sums[k] += float(parts[k].detach())
+            pred = out.high_res_masks[0, 0].detach() > 0
+            inter += float((pred & target).sum())
+            denom += float(pred.sum() + target.sum())
+            count += 1
+        dices.append(_dice(inter, denom))
+    if total is None:  # nothing to score: a zero that still reaches every parameter (DDP needs it)
+        total = sum((p.sum() * 0.0 for p in trainable), torch.zeros((), device=session.device))
+    else:
+        total = total / count
+    stats = {k: v / max(count, 1) for k, v in sums.items()}
+    stats.update(dice=float(np.mean(dices)) if dices else 1.0, frames=float(count))
+    return total, stats
+
+
+class EpisodeModel(nn.Module):
+    """``forward(episode) -> (loss, stats)``: one episode through the engine, scored.
+
+    Holds the ``Sam2Model`` as ``self.model``; ``DistributedDataParallel`` wraps this module.
+    amp: bf16 autocast (CUDA only).
+    """
+
+    def __init__(self, model: Sam2Model, loss_fn: MultiMaskLoss, amp: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+        self.amp = amp
+
+    def forward(self, episode: Episode) -> tuple[Tensor, dict[str, Any]]:
+        torch.manual_seed(int(episode.info.get("seed", 0)))  # dropout depends on the episode only
+        device = self.model.device
+        use_amp = self.amp and device.type == "cuda"
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
+        with ctx:
+            session = run_episode(self.model, episode, device)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        return episode_loss(session, episode, self.loss_fn, trainable)
