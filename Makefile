@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check medsam2 tests benchmarks
-	$(VENV)/bin/ruff format --check medsam2 tests benchmarks
+	$(VENV)/bin/ruff check medsam2 tests benchmarks scripts
+	$(VENV)/bin/ruff format --check medsam2 tests benchmarks scripts
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -177,6 +177,20 @@ def _add_prompts(
     return bounds
 
 
+def _summary(obj: VolumeObject, acc: LabelAccumulator, prompted: list[int], volume: Volume) -> ObjectSummary:
+    st = acc.stats[obj.obj_id]
+    return ObjectSummary(
+        obj_id=obj.obj_id,
+        name=obj.name,
+        voxels=st.pixels,
+        volume_ml=st.pixels * float(np.prod(volume.spacing)) / 1000.0,
+        slices=tuple(sorted(st.frames)),
+        prompted_slices=tuple(prompted),
+        mean_object_score=st.mean_object_score,
+        mean_iou=st.mean_iou,
+    )
+
+
 def segment_volume(
     model: Sam2Model,
     volume: Volume,
@@ -218,20 +232,7 @@ def segment_volume(
     for out in vp.propagate(direction=direction):
         acc.add(out.frame_idx, out.logits, out.obj_ids, out.object_scores, out.ious)
     labels = frames_to_volume(acc.labels, geom)
-    voxel_ml = float(np.prod(volume.spacing)) / 1000.0
     session = vp.session
     assert session is not None
-    summaries = tuple(
-        ObjectSummary(
-            obj_id=o.obj_id,
-            name=o.name,
-            voxels=acc.stats[o.obj_id].pixels,
-            volume_ml=acc.stats[o.obj_id].pixels * voxel_ml,
-            slices=tuple(sorted(acc.stats[o.obj_id].frames)),
-            prompted_slices=tuple(session.objects[o.obj_id].prompted_frames()),
-            mean_object_score=acc.stats[o.obj_id].mean_object_score,
-            mean_iou=acc.stats[o.obj_id].mean_iou,
-        )
-        for o in objects
-    )
+    summaries = tuple(_summary(o, acc, session.objects[o.obj_id].prompted_frames(), volume) for o in objects)
     return VolumeSegmentation(labels, geom, summaries, window_used)

@@ -184,6 +184,12 @@ class Sam2Model(nn.Module):
             repeat_image=False,
             high_res_features=None if high_res is None else list(high_res),
         )
+        return self._select(low_multi, ious, tokens, obj_logits, multimask)
+
+    def _select(
+        self, low_multi: Tensor, ious: Tensor, tokens: Tensor, obj_logits: Tensor, multimask: bool
+    ) -> DecoderOutput:
+        """Blank absent objects, upsample, keep the best candidate and derive the object pointer."""
         present = obj_logits > 0
         if self.config.pred_obj_scores:
             low_multi = torch.where(present[:, None, None], low_multi, NO_OBJ_SCORE)
@@ -193,7 +199,7 @@ class Sam2Model(nn.Module):
         token = tokens[:, 0]
         if multimask:
             best = torch.argmax(ious, dim=-1)
-            rows = torch.arange(b, device=pix_feat.device)
+            rows = torch.arange(low_multi.shape[0], device=low_multi.device)
             low, high = low_multi[rows, best][:, None], high_multi[rows, best][:, None]
             if tokens.shape[1] > 1:
                 token = tokens[rows, best]
