@@ -33,7 +33,9 @@ def main() -> None:
 
     dataset = Path(args.data) / "Dataset900_Phantoms"
     if not dataset.is_dir():
-        write_nnunet_dataset(args.data, [ct_phantom(seed=s) for s in range(args.cases)], "Phantoms", dataset_id=900)
+        write_nnunet_dataset(
+            args.data, [ct_phantom(seed=s) for s in range(args.cases)], "Phantoms", dataset_id=900
+        )
     options = json.loads((ROOT / "configs" / "embedded_nano.json").read_text())
     if args.steps:
         options["steps"] = args.steps
@@ -45,7 +47,12 @@ def main() -> None:
     assets.mkdir(exist_ok=True)
     shutil.copy(weights, assets / "nano.safetensors")
     shutil.copy(weights.with_suffix(".json"), assets / "nano.json")
-    print(json.dumps({"weights": str(weights), "best_dice": result.best_dice, "config": dataclasses.asdict(cfg)}, indent=1))
+    print(
+        json.dumps(
+            {"weights": str(weights), "best_dice": result.best_dice, "config": dataclasses.asdict(cfg)},
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":
