@@ -17,7 +17,13 @@ from medsam2 import load_model
 from medsam2.model.sam2_model import MemoryInput, PointerInput, Sam2Model
 
 require_reference()
-torch.set_grad_enabled(False)
+
+
+@pytest.fixture(autouse=True)
+def _inference_only():
+    """Parity runs need no autograd; scoped to these tests (a global switch would leak)."""
+    with torch.no_grad():
+        yield
 
 
 def _ours(name: str, size: int, tmp: Path) -> tuple[Sam2Model, torch.nn.Module]:
@@ -36,9 +42,10 @@ def pair512(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     model, ref = _ours(request.param, 512, tmp_path_factory.mktemp("ckpt"))
     torch.manual_seed(1)
     x = torch.randn(1, 3, 512, 512)
-    ref_out = ref.forward_image(x)
-    _, vf, vp, sizes = ref._prepare_backbone_features(ref_out)
-    return model, ref, x, model.encode_image(x), (vf, vp, sizes)
+    with torch.no_grad():
+        ref_out = ref.forward_image(x)
+        _, vf, vp, sizes = ref._prepare_backbone_features(ref_out)
+        return model, ref, x, model.encode_image(x), (vf, vp, sizes)
 
 
 def test_backbone_features_and_pos(pair512) -> None:

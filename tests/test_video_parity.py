@@ -17,7 +17,13 @@ from PIL import Image
 from medsam2 import VideoPredictor, load_model
 
 require_reference()
-torch.set_grad_enabled(False)
+
+
+@pytest.fixture(autouse=True)
+def _inference_only():
+    """Parity runs need no autograd; scoped to these tests (a global switch would leak)."""
+    with torch.no_grad():
+        yield
 
 
 def _write_frames(folder: Path, n: int, h: int = 240, w: int = 320, seed: int = 0) -> Path:

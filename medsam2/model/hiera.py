@@ -1,29 +1,24 @@
 """Hiera trunk of the SAM 2 image encoder (hierarchical ViT with windowed attention).
 
-Tokens stay channels-last, (B, H, W, C), through the whole trunk: every linear layer, layer norm
-and the MLP act on the last dimension, and only attention needs the tokens grouped by window.
-Parameter names follow the reference checkpoints (`image_encoder.trunk.*`) so that a SAM 2 /
-SAM 2.1 state dict loads with ``strict=True``.
-
-Numerics match the reference: zero padding of the *normalised* tokens up to a multiple of the
-window size (padded tokens take part in attention as keys/values, exactly as there), query
-max-pooling inside each window at stage changes, bicubic interpolation of the background
-position embedding plus the tiled window embedding.
+Tokens stay channels-last, (B, H, W, C), through the whole trunk; only attention groups them by
+window. Parameter names follow the reference checkpoints (`image_encoder.trunk.*`), so a SAM 2 /
+SAM 2.1 state dict loads with ``strict=True``. Numerics follow the reference too: windows padded
+with zero (normalised) tokens that attention sees as keys and values, queries max-pooled inside
+their window at stage changes, a bicubically resized background position embedding plus the
+tiled window embedding.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["Hiera", "HieraBlock", "PooledAttention"]
-
-
-def _pad_amount(size: int, window: int) -> int:
-    return (window - size % window) % window
 
 
 def _max_pool(x: Tensor, stride: tuple[int, int]) -> Tensor:
@@ -40,34 +35,90 @@ def _max_pool(x: Tensor, stride: tuple[int, int]) -> Tensor:
     return functools.reduce(torch.maximum, [y[:, i::sh] for i in range(sh)])
 
 
-def window_partition(x: Tensor, window: int) -> tuple[Tensor, tuple[int, int]]:
-    """(B, H, W, C) -> (B * nH * nW, window, window, C), zero-padding H, W up to multiples of `window`.
+# On the CPU, inference runs the high-resolution stages in chunks of tokens whose widest buffer
+# is about this size: below glibc's 32 MiB mmap threshold (no page faults on every allocation)
+# and mostly cache-resident, yet few enough calls to keep threading overhead low.
+_CHUNK_BYTES = 24 << 20
 
-    Returns the windows and the padded size (Hp, Wp).
+
+def _chunks(total: int, width: int, unit: int, device: torch.device) -> list[slice]:
+    """Near-equal slices of range(total); a slice's (rows * unit, width) fp32 buffer is about
+    _CHUNK_BYTES. A single slice off the CPU, where chunking only adds kernel launches."""
+    per_chunk = max(1, _CHUNK_BYTES // (4 * width * unit)) if device.type == "cpu" else total
+    size = _ceil_div(total, _ceil_div(total, per_chunk))
+    return [slice(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _matching_views(x: Tensor, tiles: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+    """Pairs of views (part of map `x`, the same tokens in `tiles`) covering all of `x`.
+
+    x: (B, H, W, C); tiles: (B, nH, nW, wh, ww, C) with nH >= ceil(H / wh), nW >= ceil(W / ww).
+    Both views of a pair are (B, n, m, rows, cols, C). At most four pairs: full windows, the
+    partial last window row, the partial last window column and their corner. Yielded one at a
+    time, so each view is taken after the previous in-place copy (which autograd requires).
     """
     b, h, w, c = x.shape
-    ph, pw = _pad_amount(h, window), _pad_amount(w, window)
-    if ph or pw:
-        x = F.pad(x, (0, 0, 0, pw, 0, ph))
-    hp, wp = h + ph, w + pw
-    x = x.view(b, hp // window, window, wp // window, window, c).transpose(2, 3)
-    return x.reshape(-1, window, window, c), (hp, wp)
+    wh, ww = tiles.shape[3], tiles.shape[4]
+    fh, rh = divmod(h, wh)
+    fw, rw = divmod(w, ww)
+    rows = [(0, fh, wh)] * (fh > 0) + [(fh, 1, rh)] * (rh > 0)  # (first window, windows, rows each)
+    cols = [(0, fw, ww)] * (fw > 0) + [(fw, 1, rw)] * (rw > 0)
+    for r0, nr, lr in rows:
+        for c0, nc, lc in cols:
+            part = x[:, r0 * wh : r0 * wh + nr * lr, c0 * ww : c0 * ww + nc * lc]
+            part = part.view(b, nr, lr, nc, lc, c).transpose(2, 3)
+            yield part, tiles[:, r0 : r0 + nr, c0 : c0 + nc, :lr, :lc]
 
 
-def add_windows(base: Tensor, windows: Tensor, grid: tuple[int, int]) -> Tensor:
-    """`base` (B, H, W, C) plus windows (B * gh * gw, wh, ww, C) laid back onto the map.
+def window_partition(x: Tensor, window: int, fill: Tensor | None = None) -> Tensor:
+    """(B, H, W, C) -> (B * nH * nW, window, window, C) with nH = ceil(H / window), nW likewise.
 
-    The windows tile a (gh * wh, gw * ww) map that is cropped to (H, W). Without padding, the
-    window order is undone inside the addition itself (no separate un-partition copy).
+    Tokens of the padding (where `window` does not divide H or W) are `fill` (shape (C,)), or
+    zero. One pass over the data: without padding a single strided copy.
+    """
+    b, h, w, c = x.shape
+    nh, nw = _ceil_div(h, window), _ceil_div(w, window)
+    if h % window == 0 and w % window == 0:
+        tiles = x.view(b, nh, window, nw, window, c).transpose(2, 3).contiguous()
+        return tiles.view(b * nh * nw, window, window, c)
+    tiles = x.new_empty(b, nh, nw, window, window, c)
+    pad = fill if fill is not None else x.new_zeros(())
+    # only windows in the last row / column contain padding; the copies below overwrite the rest
+    tiles[:, h // window :] = pad
+    tiles[:, :, w // window :] = pad
+    for part, dst in _matching_views(x, tiles):
+        dst.copy_(part)
+    return tiles.view(b * nh * nw, window, window, c)
+
+
+def window_unpartition(windows: Tensor, grid: tuple[int, int, int], size: tuple[int, int]) -> Tensor:
+    """(B * nH * nW, wh, ww, C) windows on a (B, nH, nW) grid -> the (B, H, W, C) map, cropped to `size`."""
+    wh, ww, c = windows.shape[1:]
+    out = windows.new_empty(grid[0], size[0], size[1], c)
+    for part, src in _matching_views(out, windows.view(*grid, wh, ww, c)):
+        part.copy_(src)
+    return out
+
+
+def add_windows(base: Tensor, windows: Tensor, out: Tensor | None = None) -> Tensor:
+    """`base` (B, H, W, C) plus windows (B * nH * nW, wh, ww, C) that tile it exactly.
+
+    The window order is undone inside the addition itself (no separate un-partition copy).
+    `out` (B, H, W, C), which may be a view, receives the sum when given (no autograd then).
     """
     b, h, w, c = base.shape
-    gh, gw = grid
     wh, ww = windows.shape[1], windows.shape[2]
-    tiles = windows.view(b, gh, gw, wh, ww, c).transpose(2, 3)  # (B, gh, wh, gw, ww, C) view
-    if gh * wh == h and gw * ww == w:
-        out = base.view(b, gh, wh, gw, ww, c) + tiles
-        return out.view(b, h, w, c) if out.is_contiguous() else out.reshape(b, h, w, c)
-    return base + tiles.reshape(b, gh * wh, gw * ww, c)[:, :h, :w]
+    grid = (b, h // wh, wh, w // ww, ww, c)
+    tiles = windows.view(b, grid[1], grid[3], wh, ww, c).transpose(2, 3)  # laid out as `grid`
+    if out is not None:
+        torch.add(base.view(grid), tiles, out=out.view(grid))
+        return out
+    summed = base.view(grid) + tiles  # laid out like `base`, i.e. (B, H, W, C)
+    return summed.view(b, h, w, c) if summed.is_contiguous() else summed.reshape(b, h, w, c)
 
 
 class PooledAttention(nn.Module):
@@ -87,19 +138,23 @@ class PooledAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim_out)
         self.proj = nn.Linear(dim_out, dim_out)
 
-    def forward(self, x: Tensor) -> Tensor:
-        n, h, w, _ = x.shape
+    def attend(self, qkv: Tensor) -> Tensor:
+        """Attention of projected tokens: qkv (N, h, w, 3 * dim_out) -> (N, h', w', dim_out), before `proj`."""
+        n, h, w, _ = qkv.shape
         heads, d = self.num_heads, self.dim_out // self.num_heads
         # (N, h*w, 3, heads, d): q, k, v stay strided views into the one projection output
-        q, k, v = self.qkv(x).view(n, h * w, 3, heads, d).unbind(2)
+        q, k, v = qkv.view(n, h * w, 3, heads, d).unbind(2)
         if self.q_stride is not None:
             q = _max_pool(q.reshape(n, h, w, self.dim_out), self.q_stride)
             h, w = q.shape[1], q.shape[2]
             q = q.reshape(n, h * w, heads, d)
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        # the CPU and GPU kernels lay the output out as (N, L, heads, d): this reshape is free
-        out = out.transpose(1, 2).reshape(n, h, w, self.dim_out)
-        return self.proj(out)
+        # the fused kernels lay the output out as (N, L, heads, d): then this reshape is free
+        return out.transpose(1, 2).reshape(n, h, w, self.dim_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (N, h, w, dim) -> (N, h', w', dim_out)."""
+        return self.proj(self.attend(self.qkv(x)))
 
 
 class GeluMLP(nn.Module):
@@ -109,11 +164,19 @@ class GeluMLP(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList([nn.Linear(dim, hidden), nn.Linear(hidden, dim)])
 
+    @property
+    def fc1(self) -> nn.Linear:
+        return cast(nn.Linear, self.layers[0])
+
+    @property
+    def fc2(self) -> nn.Linear:
+        return cast(nn.Linear, self.layers[1])
+
     def forward(self, x: Tensor) -> Tensor:
-        h = self.layers[0](x)
+        h = self.fc1(x)
         # without autograd, the activation can overwrite its input: one less large buffer
         h = F.gelu(h) if torch.is_grad_enabled() else torch.ops.aten.gelu_(h)
-        return self.layers[1](h)
+        return self.fc2(h)
 
 
 class HieraBlock(nn.Module):
@@ -151,19 +214,67 @@ class HieraBlock(nn.Module):
             x = _max_pool(x, self.q_stride)
         return x
 
+    def _norm1(self, x: Tensor) -> Tensor:
+        return F.layer_norm(x, (self.dim,), self.norm1.weight, self.norm1.bias, self.norm1.eps)
+
+    def _windowed_attention(self, xn: Tensor, shortcut: Tensor) -> Tensor:
+        """Windowed attention of the normalised map xn (B, H, W, dim), plus the shortcut."""
+        b, h, w, _ = xn.shape
+        win = self.window
+        if h % win == 0 and w % win == 0:
+            return add_windows(shortcut, self.attn(window_partition(xn, win)))
+        # Padding. The reference pads xn with zeros, whose projections are just the qkv bias: so
+        # project the real tokens only and pad their projections with the bias (same numbers,
+        # fewer FLOPs); the output projection, too, runs after the padding is cropped away.
+        qkv = window_partition(self.attn.qkv(xn), win, fill=self.attn.qkv.bias)
+        grid = (b, -(-h // win), -(-w // win))
+        out = window_unpartition(self.attn.attend(qkv), grid, (shortcut.shape[1], shortcut.shape[2]))
+        return self.attn.proj(out).add_(shortcut)
+
+    def _attention_in_chunks(self, x: Tensor) -> Tensor:
+        """Inference path of the windowed attention half when the windows tile x exactly.
+
+        Runs norm, shortcut, attention and residual a few window rows at a time, so that the
+        wide qkv activations of the high-resolution stages stay in cache.
+        """
+        b, h, w, _ = x.shape
+        win = self.window
+        sh, sw = self.q_stride if self.q_stride is not None else (1, 1)
+        out = x.new_empty(b, h // sh, w // sw, self.dim_out)
+        for r in _chunks(h // win, 3 * self.dim_out, b * win * w, x.device):  # in rows of windows
+            rows = slice(r.start * win, r.stop * win)
+            part = x[:, rows]
+            xn = self._norm1(part)
+            out_rows = out[:, rows.start // sh : rows.stop // sh]
+            add_windows(self._shortcut(part, xn), self.attn(window_partition(xn, win)), out_rows)
+        return out
+
+    def _mlp_residual(self, x: Tensor) -> Tensor:
+        """x + mlp(norm2(x)) for a fresh x (B, H, W, dim_out); inference updates x in place."""
+        if torch.is_grad_enabled():
+            return self.mlp(self.norm2(x)).add_(x)
+        # chunks of tokens keep the 4x wider hidden activations in cache; the second product
+        # accumulates straight into x, which already holds the residual plus the bias
+        fc1, fc2 = self.mlp.fc1, self.mlp.fc2
+        flat = x.view(-1, self.dim_out)
+        for rows in _chunks(flat.shape[0], fc1.out_features, 1, x.device):
+            part = flat[rows]
+            hidden = torch.ops.aten.gelu_(fc1(self.norm2(part)))
+            part.add_(fc2.bias).addmm_(hidden, fc2.weight.t())
+        return x
+
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, H, W, dim) contiguous -> (B, H', W', dim_out) contiguous."""
-        b, h, w, _ = x.shape
-        xn = F.layer_norm(x, (self.dim,), self.norm1.weight, self.norm1.bias, self.norm1.eps)
+        win = self.window
+        if win > 0 and not torch.is_grad_enabled() and x.shape[1] % win == 0 and x.shape[2] % win == 0:
+            return self._mlp_residual(self._attention_in_chunks(x))
+        xn = self._norm1(x)
         shortcut = self._shortcut(x, xn)
-        if self.window > 0:
-            windows, (hp, wp) = window_partition(xn, self.window)
-            attn = self.attn(windows)
-            x = add_windows(shortcut, attn, (hp // self.window, wp // self.window))
+        if win > 0:
+            x = self._windowed_attention(xn, shortcut)
         else:
             x = self.attn(xn).add_(shortcut)
-        # the MLP output is a fresh tensor: accumulate the residual into it in place
-        return self.mlp(self.norm2(x)).add_(x)
+        return self._mlp_residual(x)
 
 
 class PatchEmbed(nn.Module):

@@ -42,7 +42,12 @@ class _Lateral(nn.Module):
         self.conv = nn.Conv2d(in_channels, d_model, kernel_size=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(x)
+        """(B, C, H, W) -> (B, d_model, H, W), keeping a channels-last input channels-last."""
+        if not x.is_contiguous(memory_format=torch.channels_last) or x.is_contiguous():
+            return self.conv(x)
+        # a 1x1 convolution of channels-last data is one matrix product over the pixels
+        weight = self.conv.weight.view(self.conv.out_channels, -1)
+        return F.linear(x.permute(0, 2, 3, 1), weight, self.conv.bias).permute(0, 3, 1, 2)
 
 
 class FpnNeck(nn.Module):
