@@ -79,7 +79,7 @@ def test_resume_is_exact(dataset: Path, tmp_path: Path) -> None:
     # periodic checkpoints are pruned to keep_checkpoints; best-by-Dice is written
     kept = sorted(p.name for p in (tmp_path / "one" / "checkpoints").glob("*.state.pt"))
     assert kept == ["step_0000002.state.pt", "step_0000004.state.pt", "step_0000006.state.pt"]
-    best = json.loads((tmp_path / "one" / "best.json").read_text())
+    best = json.loads((tmp_path / "one" / "best_metrics.json").read_text())
     assert 0.0 <= best["dice"] <= 1.0 and (tmp_path / "one" / "best.safetensors").is_file()
     assert json.loads((tmp_path / "one" / "config.json").read_text())["steps"] == 6
 
@@ -123,6 +123,7 @@ def test_command_line_run_resume_and_load(
         assert (run / name).is_file(), name
     # the trained weights load like any checkpoint: `medsam2 segment --checkpoint` uses them
     assert load_model(run / "model.safetensors").config.name == "tiny"
+    assert load_model(run / "best.safetensors").config.name == "tiny"  # its .json is the config
     out = tmp_path / "seg.nii.gz"
     image = dataset / "imagesTr" / "case_000_0000.nii.gz"
     argv = ["segment", str(image), "--checkpoint", str(run / "model.safetensors"), "--box", "4,4,6,18,18,6"]

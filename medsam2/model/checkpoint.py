@@ -213,6 +213,9 @@ def save_model(model: Sam2Model, path: str | Path) -> Path:
 def _atomic(final: Path, write: object) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; weights are meant to be shared
     try:
         write(tmp)  # type: ignore[operator]
         os.replace(tmp, final)

@@ -7,7 +7,7 @@ Layout::
     RUN_DIR/train.csv, RUN_DIR/val.csv     the same records as tables
     RUN_DIR/checkpoints/step_NNNNNNN.safetensors (+ .json)   weights + model config (save_model)
     RUN_DIR/checkpoints/step_NNNNNNN.state.pt                optimizer, scheduler, step, RNG states
-    RUN_DIR/best.safetensors (+ .json, best.json)            best validation Dice so far
+    RUN_DIR/best.safetensors (+ .json), best_metrics.json            best validation Dice so far
     RUN_DIR/model.safetensors (+ .json)                      the final weights
 
 A checkpoint is complete once its ``.state.pt`` exists (it is written last, atomically);

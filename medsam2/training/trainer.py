@@ -229,7 +229,7 @@ class Trainer:
         if result.dice > self.best_dice:
             self.best_dice, self.best_step = result.dice, step
             save_model(self.model, self.run_dir / "best.safetensors")
-            write_json(self.run_dir / "best.json", record)
+            write_json(self.run_dir / "best_metrics.json", record)  # best.json: the model config
         return record
 
     def _after_step(
