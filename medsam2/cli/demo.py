@@ -31,7 +31,9 @@ DEMO_SEED = 9001  # held out: the embedded model's training uses seeds < 1000
 def register_demo_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("demo", help="segment a bundled sample volume from one box (offline, embedded model)")
     p.add_argument(
-        "--structure", default="liver", help="liver (default), spleen, kidney_right, kidney_left, aorta"
+        "--structure",
+        default="spleen",
+        help="spleen (default: the embedded model's best structure), liver, kidney_right, kidney_left, aorta",
     )
     p.add_argument("--sample-seed", default=str(DEMO_SEED), metavar="N", help="which phantom to generate")
     p.add_argument("--no-gif", action="store_true", help="skip the animated GIF")
