@@ -13,17 +13,14 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from medsam2.errors import InputError
+from medsam2.preprocessing.resize import to_model_frames
 
 __all__ = ["FrameSource", "ArrayFrames", "ImageFolderFrames", "ImageListFrames", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
-_MEAN = torch.tensor((0.485, 0.456, 0.406)).view(3, 1, 1)
-_STD = torch.tensor((0.229, 0.224, 0.225)).view(3, 1, 1)
 
 
 class FrameSource(Protocol):
@@ -40,23 +37,18 @@ class FrameSource(Protocol):
         ...
 
 
-def _normalise(x: Tensor) -> Tensor:
-    return (x - _MEAN) / _STD
+def unit_float(frame: np.ndarray, where: str) -> np.ndarray:
+    """(H, W) / (H, W, 3) uint8 or float [0, 1] -> float32 in [0, 1], same shape.
 
-
-def _to_unit_rgb(frame: np.ndarray, where: str) -> Tensor:
-    """(H, W) / (H, W, 3) uint8 or float [0, 1] -> (3, H, W) float32 in [0, 1]."""
-    if frame.ndim == 2:
-        frame = np.repeat(frame[..., None], 3, axis=2)
-    if frame.ndim != 3 or frame.shape[2] != 3:
-        raise InputError(f"{where}: expected (H, W) or (H, W, 3) frames, got {frame.shape}")
+    uint8 is scaled by 1/255; other dtypes are refused with a message naming `where`.
+    """
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] != 3) or 0 in frame.shape:
+        raise InputError(f"{where}: expected an (H, W) or (H, W, 3) array, got shape {frame.shape}")
     if frame.dtype == np.uint8:
-        x = torch.from_numpy(frame.astype(np.float32) / 255.0)
-    elif np.issubdtype(frame.dtype, np.floating):
-        x = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32))
-    else:
-        raise InputError(f"{where}: unsupported dtype {frame.dtype}; use uint8 or float in [0, 1]")
-    return x.permute(2, 0, 1)
+        return frame.astype(np.float32) / 255.0
+    if np.issubdtype(frame.dtype, np.floating):
+        return np.ascontiguousarray(frame, dtype=np.float32)
+    raise InputError(f"{where}: unsupported dtype {frame.dtype}; use uint8 or float in [0, 1]")
 
 
 class ArrayFrames:
@@ -88,11 +80,8 @@ class ArrayFrames:
         return int(self.frames.shape[1]), int(self.frames.shape[2])
 
     def load(self, index: int, image_size: int) -> Tensor:
-        x = _to_unit_rgb(self.frames[index], f"{self.name}[{index}]")[None]
-        x = F.interpolate(
-            x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True
-        )
-        return _normalise(x[0])
+        frame = unit_float(self.frames[index], f"{self.name}[{index}]")
+        return to_model_frames(frame[None], image_size)[0]
 
 
 def _read_pil_rgb(path: Path) -> object:
@@ -137,8 +126,7 @@ class ImageListFrames:
         w, h = img.size  # type: ignore[attr-defined]
         self._sizes[index] = (int(h), int(w))
         rgb = np.array(img.convert("RGB").resize((image_size, image_size)))  # type: ignore[attr-defined]
-        x = torch.from_numpy(rgb / 255.0).permute(2, 0, 1).float()
-        return _normalise(x)
+        return to_model_frames((rgb / 255.0)[None], image_size)[0]  # already S x S: no resize
 
 
 def _frame_sort_key(path: Path) -> tuple[int, int | str]:

@@ -9,13 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from medsam2.engine.frames import unit_float
 from medsam2.errors import InputError, PromptError
 from medsam2.model.sam2_model import FrameFeatures, Sam2Model
+from medsam2.preprocessing.resize import IMAGENET_MEAN, IMAGENET_STD, to_model_frames
 
 __all__ = ["ImagePredictor", "ImagePrediction", "image_to_tensor", "IMAGENET_MEAN", "IMAGENET_STD"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -35,31 +34,15 @@ def image_to_tensor(image: np.ndarray, image_size: int, name: str = "image") -> 
     Same as SAM 2's image transforms: scale to [0, 1], resize to S x S (bilinear, antialiased),
     ImageNet mean/std.
     """
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+    arr = unit_float(np.asarray(image), name)
+    if not np.isfinite(arr).all():
+        raise InputError(f"{name}: contains NaN or Inf values")
+    if arr.min() < 0.0 or arr.max() > 1.0:
         raise InputError(
-            f"{name}: expected an (H, W) or (H, W, 3) array, got shape {np.asarray(image).shape}"
+            f"{name}: float images must lie in [0, 1] (got {arr.min():.4g}..{arr.max():.4g}); "
+            "normalise first, e.g. with medsam2.preprocessing intensity windows"
         )
-    if arr.dtype == np.uint8:
-        x = torch.from_numpy(arr.astype(np.float32) / 255.0)
-    elif np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise InputError(f"{name}: contains NaN or Inf values")
-        if arr.min() < 0.0 or arr.max() > 1.0:
-            raise InputError(
-                f"{name}: float images must lie in [0, 1] (got {arr.min():.4g}..{arr.max():.4g}); "
-                "normalise first, e.g. with medsam2.preprocessing intensity windows"
-            )
-        x = torch.from_numpy(arr.astype(np.float32))
-    else:
-        raise InputError(f"{name}: unsupported dtype {arr.dtype}; use uint8 or float in [0, 1]")
-    x = x.permute(2, 0, 1)[None]
-    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return to_model_frames(arr[None], image_size)
 
 
 class ImagePredictor:
