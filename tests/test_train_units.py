@@ -14,6 +14,7 @@ import torch
 
 from medsam2.cli import train as train_cli
 from medsam2.data.datasets import TrainingDataset
+from medsam2.engine.frames import ArrayFrames
 from medsam2.errors import ConfigError
 from medsam2.model.presets import get_preset
 from medsam2.model.sam2_model import Sam2Model
@@ -161,6 +162,31 @@ def test_episodes_depend_only_on_seed_and_step(dataset: Path) -> None:
         seen_cases.add(ea.info["case"])
     assert len(seen_cases) > 1
     assert a.sample(0, 0).info != a.sample(0, 1).info
+
+
+def test_reversed_clips_run_from_the_top_slice(dataset: Path) -> None:
+    model_cfg = get_preset("tiny")
+    data = TrainingDataset(dataset)
+    forward = EpisodeSampler(data, TrainConfig(clip_length=5, clip_reverse=0.0), model_cfg)
+    backward = EpisodeSampler(data, TrainConfig(clip_length=5, clip_reverse=1.0), model_cfg)
+    mixed = EpisodeSampler(data, TrainConfig(clip_length=5, clip_reverse=0.5), model_cfg)
+    for step in range(4):
+        ep = backward.sample(step, 0)
+        assert ep.info["reversed"] and not forward.sample(step, 0).info["reversed"]
+        cf = data.frames(data.names.index(ep.info["case"]), ep.info["axis"])
+        start = ep.info["start"]
+        expect = cf.image[start : start + 5][::-1]
+        frames = ep.source
+        assert isinstance(frames, ArrayFrames) and len(frames) == 5
+        for obj, masks in ep.targets.items():
+            want = cf.labels[start : start + 5][::-1] == obj
+            assert all(np.array_equal(m, w) for m, w in zip(masks, want, strict=True))
+            assert sorted(ep.prompts[obj]) == [0, 2, 4]  # the first prompt sits on the top slice
+        assert np.array_equal(frames.frames, expect)
+    flags = {mixed.sample(s, 0).info["reversed"] for s in range(12)}
+    assert flags == {True, False}
+    with pytest.raises(ConfigError, match="'clip_reverse'"):
+        TrainConfig(clip_reverse=1.5)
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(dataset: Path) -> None:

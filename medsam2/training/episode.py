@@ -65,14 +65,17 @@ def episode_loss(
     """Mean loss over (object, frame) pairs whose output the model produced (frames prompted with
     a mask are skipped: their output is the prompt itself), and statistics for the log:
     each loss term, "dice" (Dice of the kept masks over the episode's frames, averaged over
-    objects) and "frames" (pairs scored)."""
+    objects), "dice_memory" (the same over the frames without a prompt: what the memory alone
+    achieved) and "frames" (pairs scored)."""
     size = session.image_size
     total: Tensor | None = None
     sums = dict.fromkeys(LOSS_TERMS, 0.0)
-    count, dices = 0, []
+    count, dices, memory_dices = 0, [], []
     for obj_id, masks in episode.targets.items():
         obj = session.objects[obj_id]
         inter = denom = 0.0
+        tracked = 0
+        mem_inter = mem_denom = 0.0  # frames without a prompt: the memory's own work
         for f, mask in enumerate(masks):
             prompt = obj.prompts.get(f)
             if prompt is not None and prompt.mask is not None:
@@ -85,16 +88,23 @@ def episode_loss(
             for k in LOSS_TERMS:
                 sums[k] += float(parts[k].detach())
             pred = out.high_res_masks[0, 0].detach() > 0
-            inter += float((pred & target).sum())
-            denom += float(pred.sum() + target.sum())
+            frame_inter, frame_denom = float((pred & target).sum()), float(pred.sum() + target.sum())
+            inter += frame_inter
+            denom += frame_denom
+            if prompt is None:
+                mem_inter, mem_denom = mem_inter + frame_inter, mem_denom + frame_denom
+                tracked += 1
             count += 1
         dices.append(_dice(inter, denom))
+        if tracked:
+            memory_dices.append(_dice(mem_inter, mem_denom))
     if total is None:  # nothing to score: a zero that still reaches every parameter (DDP needs it)
         total = sum((p.sum() * 0.0 for p in trainable), torch.zeros((), device=session.device))
     else:
         total = total / count
     stats = {k: v / max(count, 1) for k, v in sums.items()}
     stats.update(dice=float(np.mean(dices)) if dices else 1.0, frames=float(count))
+    stats["dice_memory"] = float(np.mean(memory_dices)) if memory_dices else 1.0
     return total, stats
 
 

@@ -3,7 +3,8 @@
 * ``3d``: a clip of ``clip_length`` consecutive slices along an axis, placed where an object
   is present (some clips reach past its ends), with up to ``max_objects`` objects (label
   classes) tracked independently; every ``prompt_freq``-th slice gets a simulated prompt
-  per object (an empty mask where the object is absent).
+  per object (an empty mask where the object is absent). With probability ``clip_reverse`` the
+  clip runs from its last slice to its first, so the first (prompted) frame is its top end.
 * ``2d-one-prompt``: a stream of ``stream_length`` images of one class drawn from the dataset;
   every ``prompt_freq``-th image is prompted (paper: every 5th); the self-sorting bank spans
   the stream without temporal encodings (unrelated images).
@@ -178,13 +179,22 @@ class EpisodeSampler:
         others = [c for c in cf.classes if c != anchor and cf.presence[c][clip].any()]
         rng.shuffle(others)
         objects = [anchor, *others][: self.cfg.max_objects]
-        labels = cf.labels[clip]
+        image, labels = cf.image[clip], cf.labels[clip]
+        # Inference propagates both ways from the prompted slice; a reversed clip trains the
+        # backward direction (drawn only when enabled, so older configs keep their episodes).
+        reverse = self.cfg.clip_reverse > 0 and bool(rng.random() < self.cfg.clip_reverse)
+        if reverse:
+            image, labels = image[::-1], labels[::-1]
         prompted = range(0, length, self.cfg.frame_prompt_freq)
         targets = {v: list(labels == v) for v in objects}
         prompts = {v: {f: self.prompts(targets[v][f], rng) for f in prompted} for v in objects}
-        info = {"case": cf.name, "axis": axis, "start": start, "objects": objects}
+        info = {"case": cf.name, "axis": axis, "start": start, "objects": objects, "reversed": reverse}
         return Episode(
-            ArrayFrames(cf.image[clip], name=cf.name), targets, prompts, self.cfg.memory, info=info
+            ArrayFrames(np.ascontiguousarray(image), name=cf.name),
+            targets,
+            prompts,
+            self.cfg.memory,
+            info=info,
         )
 
     # ---------------------------------------------------------------- 2d one-prompt
