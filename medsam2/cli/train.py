@@ -107,7 +107,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         description="Train MedSAM-2 on a dataset in the nnU-Net v2 raw layout (see docs/training.md). "
         "Multi-GPU: torchrun --nproc_per_node=N -m medsam2.cli.main train ...",
     )
-    p.add_argument("--data", help="dataset folder (dataset.json, imagesTr/, labelsTr/)")
+    p.add_argument(
+        "--data",
+        help="dataset folder (dataset.json, imagesTr/, labelsTr/), or several separated by commas: "
+        "trained as one, each with its own modality",
+    )
     p.add_argument("--out", help="run folder to create (config, metrics, checkpoints)")
     p.add_argument("--init", help="checkpoint to start from (SAM 2 / MedSAM-2 .pt, or our .safetensors)")
     p.add_argument("--preset", help="train this preset from scratch instead (e.g. tiny, nano)")

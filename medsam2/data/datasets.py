@@ -239,6 +239,11 @@ class TrainingDataset:
     def classes(self) -> dict[int, str]:
         return self.spec.classes
 
+    @property
+    def where(self) -> str:
+        """The dataset folder, for messages."""
+        return str(self.spec.root)
+
     def load_volumes(self, index: int) -> tuple[Volume, Volume]:
         """(image, label) volumes of case ``index``; a grid mismatch raises ``InputError``."""
         case = self.cases[index]

@@ -22,8 +22,9 @@ import numpy as np
 from torch import Tensor
 
 from medsam2.config import ModelConfig
-from medsam2.data.datasets import CaseFrames, TrainingDataset
+from medsam2.data.datasets import CaseFrames
 from medsam2.data.prompts import PromptSampler
+from medsam2.data.union import CaseSource
 from medsam2.engine.frames import ArrayFrames, FrameSource
 from medsam2.engine.memory import make_policy
 from medsam2.engine.session import FramePrompt
@@ -119,7 +120,7 @@ def policy_options(model_cfg: ModelConfig, cfg: TrainConfig, seed: int) -> dict[
 class EpisodeSampler:
     """Draws the episodes of a recipe from a dataset; episode (step, index) is always the same."""
 
-    def __init__(self, dataset: TrainingDataset, cfg: TrainConfig, model_cfg: ModelConfig) -> None:
+    def __init__(self, dataset: CaseSource, cfg: TrainConfig, model_cfg: ModelConfig) -> None:
         self.dataset = dataset
         self.cfg = cfg
         self.model_cfg = model_cfg
@@ -171,7 +172,7 @@ class EpisodeSampler:
             if cf.classes:
                 break
         else:
-            raise InputError(f"{self.dataset.spec.root}: no case contains any labelled object")
+            raise InputError(f"{self.dataset.where}: no case contains any labelled object")
         anchor = int(rng.choice(cf.classes))
         length = min(self.cfg.clip_length, cf.num_frames)
         start = self._clip_start(cf, anchor, length, rng)
@@ -206,7 +207,7 @@ class EpisodeSampler:
                 for c in self.dataset.frames(i).classes:
                     index.setdefault(c, []).append(i)
             if not index:
-                raise InputError(f"{self.dataset.spec.root}: no case contains any labelled object")
+                raise InputError(f"{self.dataset.where}: no case contains any labelled object")
             self._class_index = index
         return self._class_index
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medsam2.data.datasets import TrainingDataset
+from medsam2.data.union import open_dataset
 from medsam2.errors import ConfigError
 from medsam2.model.checkpoint import load_model, save_model
 from medsam2.model.presets import get_preset
@@ -169,15 +169,15 @@ class Trainer:
 
     def _setup_data(self) -> None:
         cfg = self.cfg
-        full = TrainingDataset(cfg.data, window=cfg.window, cache_cases=cfg.cache_cases)
+        full = open_dataset(cfg.data, window=cfg.window, cache_cases=cfg.cache_cases)
         is_2d = full.is_2d()
         if is_2d != (cfg.recipe == "2d-one-prompt"):
             want = "2d-one-prompt" if is_2d else "3d"
             kind = "2D images" if is_2d else "3D volumes"
             raise ConfigError(f"training option 'recipe': the dataset holds {kind}; use --recipe {want}")
         train_names, val_names = split_cases(full.names, cfg)
-        self.train_data = TrainingDataset(cfg.data, train_names, cfg.window, cfg.cache_cases)
-        self.val_data = TrainingDataset(cfg.data, val_names, cfg.window, cfg.cache_cases)
+        self.train_data = open_dataset(cfg.data, train_names, cfg.window, cfg.cache_cases)
+        self.val_data = open_dataset(cfg.data, val_names, cfg.window, cfg.cache_cases)
         log.info("%d training / %d validation cases", len(train_names), len(val_names))
 
     def _restore(self, checkpoint: Checkpoint) -> None:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from medsam2.data.datasets import TrainingDataset
 from medsam2.data.prompts import tight_box
+from medsam2.data.union import CaseSource
 from medsam2.engine.video_predictor import VideoPredictor
 from medsam2.model.sam2_model import Sam2Model
 from medsam2.training.config import TrainConfig
@@ -70,7 +70,7 @@ def _predictor(model: Sam2Model, cfg: TrainConfig, frames: int) -> VideoPredicto
 
 
 def _validate_3d(
-    model: Sam2Model, data: TrainingDataset, cases: list[int], cfg: TrainConfig
+    model: Sam2Model, data: CaseSource, cases: list[int], cfg: TrainConfig
 ) -> dict[int, list[float]]:
     axis = "axial" if cfg.axis == "random" else cfg.axis
     scores: dict[int, list[float]] = {}
@@ -93,7 +93,7 @@ def _validate_3d(
 
 
 def _validate_2d(
-    model: Sam2Model, data: TrainingDataset, cases: list[int], cfg: TrainConfig
+    model: Sam2Model, data: CaseSource, cases: list[int], cfg: TrainConfig
 ) -> dict[int, list[float]]:
     members = [data.frames(i) for i in cases]
     scores: dict[int, list[float]] = {}
@@ -111,7 +111,7 @@ def _validate_2d(
     return scores
 
 
-def validate(model: Sam2Model, data: TrainingDataset, cases: list[int], cfg: TrainConfig) -> ValidationResult:
+def validate(model: Sam2Model, data: CaseSource, cases: list[int], cfg: TrainConfig) -> ValidationResult:
     """Dice per class on ``cases`` (indices into ``data``); the model is left in its prior mode."""
     was_training = model.training
     model.eval()
