@@ -3,12 +3,15 @@
 1. Held-out CT phantoms (seeds 9000+, never used in training): one box on the slice where each
    structure is largest, bidirectional propagation; Dice per structure for `self-sorting` and
    `fifo`, and Dice as a function of the distance (in slices) from the prompted slice.
-2. Real structures not used in training: the MNI152 brain mask (nilearn's template, when
-   installed), one box on its middle axial slice.
-3. One-Prompt 2D: Dice on a fundus-like image set vs the number of prompted images.
+2. Held-out MR phantoms (T1 and T2 weighting, seeds 9000+), self-sorting: Dice per structure.
+3. Real structures: nilearn's MNI152 T1 template (when installed), one box on the largest axial
+   slice of its grey matter (never in training) and of its white matter (in the embedded
+   model's last training stage, so marked as seen).
+4. One-Prompt 2D: Dice on a fundus-like image set vs the number of prompted images.
 
-    python benchmarks/quality.py [--checkpoint FILE] [--cases 6] [--json out.json]
-Prints markdown tables (pasted into README/docs/quality.md by hand, with the command line).
+    python benchmarks/quality.py [--checkpoint FILE] [--cases 6] [--first-seed 9000] [--json out.json]
+Prints markdown tables (pasted into README/docs by hand, with the command line). Choose
+between candidate models with another ``--first-seed`` (e.g. 8000) than the one you report.
 """
 
 from __future__ import annotations
@@ -39,14 +42,15 @@ def load(checkpoint: str | None):  # noqa: ANN201
     return load_model(path), str(path)
 
 
-def phantom_study(model, cases: int) -> dict:  # noqa: ANN001
-    from medsam2.data.phantoms import ct_phantom
+def phantom_study(model, cases: int, first_seed: int, weighting: str = "CT") -> dict:  # noqa: ANN001
+    from medsam2.data.phantoms import ct_phantom, mr_phantom
     from medsam2.volume import VolumeObject, VoxelBox, segment_volume
 
-    per = {m: defaultdict(list) for m in ("self-sorting", "fifo")}
+    policies = ("self-sorting", "fifo") if weighting == "CT" else ("self-sorting",)
+    per = {m: defaultdict(list) for m in policies}
     by_dist = {m: defaultdict(list) for m in per}
-    for seed in range(9000, 9000 + cases):
-        ph = ct_phantom(seed=seed)
+    for seed in range(first_seed, first_seed + cases):
+        ph = ct_phantom(seed=seed) if weighting == "CT" else mr_phantom(seed=seed, weighting=weighting)
         for name, value in STRUCTURES.items():
             truth = ph.label == value
             if truth.sum() == 0:
@@ -78,7 +82,7 @@ def mni_study(model) -> dict | None:  # noqa: ANN001
         return None
     vol = read_image(t1)
     out = {}
-    for name, tissue in (("grey_matter", "gm"), ("white_matter", "wm")):
+    for name, tissue in (("grey_matter (unseen)", "gm"), ("white_matter (seen in training)", "wm")):
         mask_path = base / f"mni_icbm152_{tissue}_tal_nlin_sym_09a_converted.nii.gz"
         if not mask_path.is_file():
             continue
@@ -115,12 +119,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint")
     ap.add_argument("--cases", type=int, default=6)
+    ap.add_argument("--first-seed", type=int, default=9000)
+    ap.add_argument("--mr-cases", type=int, default=3, help="per MR weighting; 0: skip")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(2)
     model, path = load(args.checkpoint)
-    print(f"checkpoint: {path}\n")
-    ph = phantom_study(model, args.cases)
+    print(f"checkpoint: {path}; phantom seeds {args.first_seed}+\n")
+    ph = phantom_study(model, args.cases, args.first_seed)
     print("| structure | self-sorting Dice | fifo Dice |\n|---|---|---|")
     for name in STRUCTURES:
         a, b = ph["per_structure"]["self-sorting"][name], ph["per_structure"]["fifo"][name]
@@ -135,9 +141,24 @@ def main() -> None:
         label = f"{4 * bucket}-{4 * bucket + 3}" if bucket < 5 else "20+"
         if a:
             print(f"| {label} | {np.mean(a):.3f} | {np.mean(b):.3f} |")
+    mr = (
+        {w: phantom_study(model, args.mr_cases, args.first_seed, w) for w in ("T1", "T2")}
+        if args.mr_cases
+        else {}
+    )
+    if mr:
+        print("\n| MR phantom structure (self-sorting) | T1 Dice | T2 Dice |\n|---|---|---|")
+        for name in STRUCTURES:
+            a, b = (mr[w]["per_structure"]["self-sorting"][name] for w in ("T1", "T2"))
+            if a and b:
+                print(f"| {name} | {np.mean(a):.3f} | {np.mean(b):.3f} |")
+        means = [
+            np.mean([v for vs in mr[w]["per_structure"]["self-sorting"].values() for v in vs]) for w in mr
+        ]
+        print(f"| **all** | **{means[0]:.3f}** | **{means[1]:.3f}** |")
     mni = mni_study(model)
     if mni:
-        print("\n| real structure (MNI152, not in training) | Dice |\n|---|---|")
+        print("\n| real structure (MNI152 T1 template) | Dice |\n|---|---|")
         for k, v in mni.items():
             print(f"| {k} | {v:.3f} |")
     op = one_prompt_study(model)
@@ -146,7 +167,7 @@ def main() -> None:
         print(f"| {k} | {v:.3f} |")
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"phantoms": ph, "mni": mni, "one_prompt": op}, default=list, indent=1)
+            json.dumps({"phantoms": ph, "mr": mr, "mni": mni, "one_prompt": op}, default=list, indent=1)
         )
 
 

@@ -1,58 +1,129 @@
-"""Reproduce the embedded `nano` model: phantom dataset -> `medsam2 train` -> package assets.
+"""Reproduce the embedded `nano` model: datasets -> three `medsam2 train` stages -> assets.
 
-    python scripts/train_embedded.py [--cases 40] [--steps N] [--out runs/embedded_nano]
+    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|all] [--resume]
 
-Writes a CT phantom dataset (seeds 0..cases-1; the demo and the quality benchmarks use seeds
->= 9000, never seen in training) in the nnU-Net layout, trains with configs/embedded_nano.json
-on whatever device is available (CPU works; a GPU only makes it faster), then copies the
-best-by-validation weights to medsam2/assets/nano.safetensors (+ .json).
+Stage 1 (``configs/embedded_nano.json``): `nano` from scratch on 40 CT phantoms (seeds 0-39),
+6-slice clips with a box on every 3rd slice: the model learns to segment around a box.
+Stage 2 (``configs/embedded_nano_memory.json``): from stage 1's final weights, on 120 CT phantoms
+(seeds 0-119), image and prompt encoders frozen, one box on the first slice of each 6-slice
+clip, clips reversed half of the time: the memory path learns to carry the mask along the
+volume in both directions.
+Stage 3 (``configs/embedded_nano_mixed.json``): from stage 2's final weights, on the union of
+stage 2's CT phantoms, 40 T1 and 40 T2 MR phantoms and nilearn's real MNI152 T1 template with
+its white matter (needs ``pip install nilearn``); the image encoder trains again, slower.
+The demo and the quality benchmarks use phantom seeds >= 9000 and the MNI152 grey matter, never
+seen in training. Runs on whatever device is available (CPU works; docs/embedded_model.md has
+the times). The final weights of the last stage run go to medsam2/assets/nano.safetensors
+(+ nano.json, the model config).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# dataset id -> (name, phantom generator ("ct", "T1", "T2") or "mni", seeds)
+DATASETS = {
+    900: ("Phantoms", "ct", range(40)),
+    902: ("PhantomsCT", "ct", range(120)),
+    903: ("PhantomsT1", "T1", range(200, 240)),
+    904: ("PhantomsT2", "T2", range(300, 340)),
+    905: ("MNI152", "mni", range(1)),
+}
+# stage -> (config file, dataset ids, run folder, the stage whose final weights it starts from)
+STAGES = {
+    "1": ("embedded_nano.json", (900,), "embedded_nano", None),
+    "2": ("embedded_nano_memory.json", (902,), "embedded_nano_mem", "1"),
+    "3": ("embedded_nano_mixed.json", (902, 903, 904, 905), "embedded_nano_mixed", "2"),
+}
 
-def main() -> None:
-    from medsam2.data.phantoms import ct_phantom, write_nnunet_dataset
+
+def _dataset(data: Path, dataset_id: int) -> Path:
+    from medsam2.data.phantoms import ct_phantom, mr_phantom, write_nnunet_dataset
+
+    name, kind, seeds = DATASETS[dataset_id]
+    folder = data / f"Dataset{dataset_id:03d}_{name}"
+    if folder.is_dir():
+        return folder
+    if kind == "mni":
+        return _mni_dataset(folder)
+    cases = [ct_phantom(seed=s) if kind == "ct" else mr_phantom(seed=s, weighting=kind) for s in seeds]
+    return write_nnunet_dataset(data, cases, name, dataset_id=dataset_id)
+
+
+def _mni_dataset(folder: Path) -> Path:
+    """nilearn's MNI152 T1 template with its white matter (probability > 0.5) as the one label.
+    Its grey matter stays out of training: benchmarks/quality.py measures it as unseen."""
+    import SimpleITK as sitk
+
+    try:
+        import nilearn
+    except ImportError:
+        raise SystemExit("stage 3 needs nilearn's MNI152 files: pip install nilearn") from None
+    base = Path(nilearn.__file__).parent / "datasets" / "data"
+    t1 = sitk.ReadImage(str(base / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"), sitk.sitkFloat32)
+    wm = sitk.ReadImage(str(base / "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"), sitk.sitkFloat32)
+    label = sitk.Cast(wm > 0.5, sitk.sitkUInt8)
+    label.CopyInformation(t1)
+    tmp = folder.with_name(folder.name + ".tmp")
+    for sub in ("imagesTr", "labelsTr"):
+        (tmp / sub).mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(t1, str(tmp / "imagesTr" / "MNI152_000_0000.nii.gz"), True)
+    sitk.WriteImage(label, str(tmp / "labelsTr" / "MNI152_000.nii.gz"), True)
+    spec = {
+        "channel_names": {"0": "T1"},
+        "labels": {"background": 0, "white_matter": 1},
+        "numTraining": 1,
+        "file_ending": ".nii.gz",
+        "source": "nilearn MNI152 ICBM 2009a (1 mm); label: white matter probability > 0.5",
+    }
+    (tmp / "dataset.json").write_text(json.dumps(spec, indent=2) + "\n")
+    tmp.rename(folder)
+    return folder
+
+
+def _final(run: Path) -> Path:
+    """A stage's result: its final weights (the end of the cosine schedule). Validation on a few
+    held-out cases is logged to watch the run, too noisy to pick a step by."""
+    return run / "model.safetensors"
+
+
+def run_stage(stage: str, data: Path, runs: Path, resume: bool) -> Path:
+    """Train one stage; returns its final weights."""
     from medsam2.training import TrainConfig, train
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cases", type=int, default=40)
-    ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--data", default="data")
-    ap.add_argument("--out", default="runs/embedded_nano")
-    ap.add_argument("--resume", action="store_true")
-    args = ap.parse_args()
+    config, dataset_ids, folder, parent = STAGES[stage]
+    options = json.loads((ROOT / "configs" / config).read_text())
+    if parent is not None:  # starts from the previous stage's result, wherever --runs put it
+        options["init"] = str(_final(runs / STAGES[parent][2]))
+    datasets = ",".join(str(_dataset(data, i)) for i in dataset_ids)
+    cfg = TrainConfig.from_dict(options).replace(data=datasets, out=str(runs / folder), progress=True)
+    result = train(cfg, resume=resume)
+    print(json.dumps({"stage": stage, "best_dice": result.best_dice, "run": str(result.run_dir)}))
+    return _final(runs / folder)
 
-    dataset = Path(args.data) / "Dataset900_Phantoms"
-    if not dataset.is_dir():
-        write_nnunet_dataset(
-            args.data, [ct_phantom(seed=s) for s in range(args.cases)], "Phantoms", dataset_id=900
-        )
-    options = json.loads((ROOT / "configs" / "embedded_nano.json").read_text())
-    if args.steps:
-        options["steps"] = args.steps
-    cfg = TrainConfig(data=str(dataset), out=args.out, progress=True, **options)
-    result = train(cfg, resume=args.resume)
-    best = Path(args.out) / "best.safetensors"
-    weights = best if best.is_file() else Path(result.weights)
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="data")
+    ap.add_argument("--runs", default="runs")
+    ap.add_argument("--stage", choices=(*STAGES, "all"), default="all")
+    ap.add_argument("--resume", action="store_true", help="continue the stage's interrupted run")
+    args = ap.parse_args()
+    stages = list(STAGES) if args.stage == "all" else [args.stage]
+    weights = None
+    for stage in stages:
+        weights = run_stage(stage, Path(args.data), Path(args.runs), args.resume)
+    assert weights is not None
     assets = ROOT / "medsam2" / "assets"
     assets.mkdir(exist_ok=True)
-    shutil.copy(weights, assets / "nano.safetensors")
-    shutil.copy(weights.with_suffix(".json"), assets / "nano.json")
-    print(
-        json.dumps(
-            {"weights": str(weights), "best_dice": result.best_dice, "config": dataclasses.asdict(cfg)},
-            indent=1,
-        )
-    )
+    for src, dst in ((weights, "nano.safetensors"), (weights.with_suffix(".json"), "nano.json")):
+        shutil.copyfile(src, assets / dst)  # copyfile: the package's files keep their own modes
+    print(json.dumps({"weights": str(weights), "assets": str(assets)}))
 
 
 if __name__ == "__main__":
