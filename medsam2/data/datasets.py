@@ -205,7 +205,9 @@ class TrainingDataset:
     """Cases of an nnU-Net raw dataset, loaded lazily and kept in a small LRU cache.
 
     cases: names of the cases to use (default: all with a label file); window: intensity
-    normalisation ("auto": by modality, see :func:`image_to_unit`).
+    normalisation ("auto": by modality, see :func:`image_to_unit`); label_offset: added to every
+    non-background label value as cases load (how :class:`~medsam2.data.union.DatasetUnion`
+    keeps the classes of several datasets apart).
     """
 
     def __init__(
@@ -214,8 +216,10 @@ class TrainingDataset:
         cases: list[str] | None = None,
         window: str = "auto",
         cache_cases: int = 8,
+        label_offset: int = 0,
     ) -> None:
         self.spec = read_dataset_json(root)
+        self.label_offset = label_offset
         found = {c.name: c for c in scan_cases(self.spec) if c.label is not None}
         names = sorted(found) if cases is None else list(cases)
         unknown = [n for n in names if n not in found]
@@ -237,7 +241,7 @@ class TrainingDataset:
 
     @property
     def classes(self) -> dict[int, str]:
-        return self.spec.classes
+        return {v + self.label_offset: name for v, name in self.spec.classes.items()}
 
     @property
     def where(self) -> str:
@@ -268,8 +272,10 @@ class TrainingDataset:
         geom = slice_geometry(image, axis if image.ndim == 3 else "auto")
         unit = image_to_unit(image, self.spec.modality, self.window)
         labels = volume_to_frames(_label_array(label), geom)
+        if self.label_offset:
+            labels = np.where(labels > 0, labels + self.label_offset, 0)
         flat = labels.reshape(labels.shape[0], -1)
-        presence = {v: (flat == v).any(axis=1) for v in self.spec.classes if (flat == v).any()}
+        presence = {v: (flat == v).any(axis=1) for v in self.classes if (flat == v).any()}
         item = CaseFrames(self.cases[index].name, geom.plane, volume_to_frames(unit, geom), labels, presence)
         self._cache[key] = item
         while len(self._cache) > self.cache_cases:

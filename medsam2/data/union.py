@@ -10,12 +10,14 @@ datasets gets the dataset folder's name appended (``liver@Dataset903_PhantomsMR`
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from medsam2.data.datasets import CaseFrames, TrainingDataset
+from medsam2.data.datasets import CaseFrames, TrainingDataset, read_dataset_json
 from medsam2.errors import InputError
 
 __all__ = ["CaseSource", "DatasetUnion", "open_dataset", "split_roots"]
@@ -69,12 +71,17 @@ class DatasetUnion:
 
     def __init__(
         self,
-        roots: list[str] | list[Path],
+        roots: Sequence[str | Path],
         cases: list[str] | None = None,
         window: str = "auto",
         cache_cases: int = 8,
     ) -> None:
-        full = [TrainingDataset(r, None, window, cache_cases) for r in roots]
+        specs = [read_dataset_json(r) for r in roots]
+        self.offsets = [int(v) for v in np.cumsum([0, *(max(sp.labels.values()) for sp in specs)])[:-1]]
+        full = [
+            TrainingDataset(r, None, window, cache_cases, off)
+            for r, off in zip(roots, self.offsets, strict=True)
+        ]
         folders = [d.spec.root.name for d in full]
         if len(set(folders)) != len(folders):
             raise InputError(f"datasets {', '.join(map(str, roots))}: two dataset folders share a name")
@@ -95,15 +102,14 @@ class DatasetUnion:
             self._index = [self._index[position[n]] for n in cases]
             self._names = list(cases)
         self.parts = full
-        self.offsets = [int(v) for v in np.cumsum([0, *(max(d.spec.labels.values()) for d in full)])[:-1]]
         seen: dict[str, int] = {}
         for d in full:
             for name in d.spec.classes.values():
                 seen[name] = seen.get(name, 0) + 1
         self._classes = {
-            off + v: (name if seen[name] == 1 else f"{name}@{folder}")
-            for d, off, folder in zip(full, self.offsets, folders, strict=True)
-            for v, name in d.spec.classes.items()
+            v: (name if seen[name] == 1 else f"{name}@{folder}")
+            for d, folder in zip(full, folders, strict=True)
+            for v, name in d.classes.items()
         }
 
     def __len__(self) -> int:
@@ -125,10 +131,6 @@ class DatasetUnion:
         return self.parts[0].is_2d()
 
     def frames(self, index: int, axis: str = "axial") -> CaseFrames:
-        """Case ``index`` of the union, with its labels moved to the union's values."""
+        """Case ``index`` of the union (its dataset loaded it with the union's label values)."""
         k, i = self._index[index]
-        cf = self.parts[k].frames(i, axis)
-        off = self.offsets[k]
-        labels = np.where(cf.labels > 0, cf.labels + off, 0)
-        presence = {v + off: p for v, p in cf.presence.items()}
-        return CaseFrames(self._names[index], cf.axis, cf.image, labels, presence)
+        return dataclasses.replace(self.parts[k].frames(i, axis), name=self._names[index])
