@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from medsam2.data.datasets import TrainingDataset
 from medsam2.data.union import DatasetUnion, open_dataset, split_roots
@@ -18,13 +16,7 @@ from medsam2.training import TrainConfig, train
 from medsam2.training.recipes import EpisodeSampler
 from medsam2.training.synthetic import write_synthetic_dataset
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

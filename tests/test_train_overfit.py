@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from medsam2.training import TrainConfig, train
 from medsam2.training.synthetic import write_synthetic_dataset
@@ -22,12 +20,7 @@ from medsam2.training.synthetic import write_synthetic_dataset
 log = logging.getLogger(__name__)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _curve(history: list[dict[str, float]]) -> tuple[float, float]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,7 @@ from medsam2.training.optim import build_optimizer, enable_gradient_checkpointin
 from medsam2.training.recipes import EpisodeSampler
 from medsam2.training.synthetic import write_synthetic_dataset
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_config_round_trip_and_errors(tmp_path: Path) -> None:
