@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest bench clean
+.PHONY: test demo lint typecheck pytest wheel-test bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +28,24 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(VENV)/bin/pytest -q
 
-test: lint typecheck pytest
+# the wheel, installed with no extras into a fresh throw-away venv, runs demo/info/segment/segment-images
+wheel-test: $(STAMP)
+	$(PY) tests/wheel_install_check.py
 
-demo: $(STAMP)
-	$(VENV)/bin/medsam2 demo --output out/demo
+test: lint typecheck pytest wheel-test
+
+# `make demo` gets exactly what `pip install medical-sam2` gives (no dev/dicom extras): its own venv
+DEMO_VENV := .venv-demo
+$(DEMO_VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install torch==2.13.0 -e .
+	touch $@
+
+demo: $(DEMO_VENV)/.installed
+	$(DEMO_VENV)/bin/medsam2 demo --output out/demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/encoder.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_VENV) out .pytest_cache .mypy_cache .ruff_cache
