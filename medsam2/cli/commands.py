@@ -21,3 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from medsam2.cli.train import register as register_train
 
     register_train(sub)
+    from medsam2.cli.serve import register_serve_command
+
+    register_serve_command(sub)
+    from medsam2.cli.evaluate import register_evaluate_command
+
+    register_evaluate_command(sub)

@@ -22,6 +22,7 @@ from medsam2.errors import InputError
 from medsam2.io.channels import apply_channel_policy
 from medsam2.io.convert import image_geometry, image_to_array, quiet_itk, sitk_reason, validate_volume
 from medsam2.io.dicom_geometry import order_slices, parse_ds
+from medsam2.io.integrity import check_voxel_budget
 from medsam2.types import Volume
 
 __all__ = ["DicomSeriesInfo", "list_dicom_series", "read_dicom_file", "read_dicom_series"]
@@ -34,7 +35,14 @@ _TAGS = {
     "position": "0020|0032", "orientation": "0020|0037", "slope": "0028|1053",
     "intercept": "0028|1052", "rows": "0028|0010", "columns": "0028|0011",
     "frames": "0028|0008", "photometric": "0028|0004", "sop_class_uid": "0008|0016",
+    "bits": "0028|0100", "samples": "0028|0002",
 }  # fmt: skip
+# SOP classes without pixel data that GDCM cannot open as images (SR, RT plans/records, KO, PR)
+_NON_IMAGE_SOP = (
+    b"1.2.840.10008.5.1.4.1.1.88.",
+    b"1.2.840.10008.5.1.4.1.1.481.",
+    b"1.2.840.10008.5.1.4.1.1.11.",
+)
 _NOT_IMAGES = {"SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "SR", "PR", "KO", "REG", "DOC", "RWV"}
 _COLOUR = ("RGB", "YBR", "PALETTE")
 _SERIES_KEYS = ("series_uid", "study_uid", "frame_of_reference_uid", "series_description", "photometric")
@@ -77,22 +85,74 @@ def _read_header(path: Path) -> dict[str, str] | None:
     return tags
 
 
-def _scan(folder: Path) -> dict[str, list[dict[str, str]]]:
+def _looks_like_dicom(path: Path) -> bool:
+    if path.suffix.lower() in (".dcm", ".dicom", ".ima"):
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(132)[128:132] == b"DICM"
+
+
+def _scan_all(folder: Path) -> tuple[dict[str, list[dict[str, str]]], list[Path]]:
+    """(headers by series UID, files that look like DICOM but that GDCM cannot read)."""
     if not folder.is_dir():
         raise InputError(f"{folder}: is not a folder")
     series: dict[str, list[dict[str, str]]] = {}
+    unreadable = []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".") or not entry.is_file() or entry.name.upper() == "DICOMDIR":
             continue
         tags = _read_header(entry)
+        if tags is None and _looks_like_dicom(entry):
+            unreadable.append(entry)
         if tags is None or not tags.get("series_uid"):
             continue
         series.setdefault(tags["series_uid"], []).append(tags)
     if not series:
         subdirs = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
         hint = f" (it has subfolders: {', '.join(subdirs[:8])}; pass one of them)" if subdirs else ""
-        raise InputError(f"{folder}: no readable DICOM image files in this folder{hint}")
-    return series
+        bad = (
+            f" ({len(unreadable)} DICOM file(s) cannot be read, e.g. {unreadable[0].name})"
+            if unreadable
+            else ""
+        )
+        raise InputError(f"{folder}: no readable DICOM image files in this folder{bad}{hint}")
+    return series, unreadable
+
+
+def _scan(folder: Path) -> dict[str, list[dict[str, str]]]:
+    return _scan_all(folder)[0]
+
+
+def _refuse_unreadable(unreadable: list[Path], uid: str, others: set[str], source: str) -> None:
+    """A file that cannot be read is refused unless it visibly belongs elsewhere: a non-image object
+    (SR, RT, KO, PR) or another series of the folder. Otherwise it may be a slice of this series,
+    and reading the rest would silently give a volume with a slice missing."""
+    for path in unreadable:
+        data = path.read_bytes()
+        if any(sop in data for sop in _NON_IMAGE_SOP):
+            continue
+        if uid.encode() not in data and any(o.encode() in data for o in others):
+            continue
+        raise InputError(
+            f"{source}: the DICOM file {path.name} in this folder cannot be read (truncated or corrupt) and may "
+            f"be a slice of this series ({len(unreadable)} unreadable file(s)); refused rather than read "
+            "with a slice missing: restore the file or move it out of the folder"
+        )
+
+
+def _check_budget(headers: list[dict[str, str]], source: str) -> None:
+    first = headers[0]
+    try:
+        rows, cols = int(first.get("rows") or 0), int(first.get("columns") or 0)
+        per = max(int(first.get("bits") or 16) // 8, 1) * max(int(first.get("samples") or 1), 1)
+        frames = sum(max(int(h.get("frames") or 1), 1) for h in headers)
+    except ValueError:
+        raise InputError(
+            f"{source}: DICOM Rows/Columns/BitsAllocated/NumberOfFrames are not integers"
+        ) from None
+    if rows <= 0 or cols <= 0:
+        raise InputError(f"{source}: image has zero size (DICOM Rows {rows}, Columns {cols})")
+    check_voxel_budget(source, (cols, rows, frames), per, "DICOM header")
 
 
 def _info(uid: str, headers: list[dict[str, str]]) -> DicomSeriesInfo:
@@ -174,6 +234,7 @@ def read_dicom_file(path: str | os.PathLike[str], *, channel: int | str | None =
     if tags is None:
         raise InputError(f"{src}: not a readable DICOM image file (truncated, corrupt or not DICOM)")
     _refuse_non_image(tags, str(src))
+    _check_budget([tags], str(src))
     reader = sitk.ImageFileReader()
     reader.SetImageIO("GDCMImageIO")
     reader.SetFileName(str(src))
@@ -220,9 +281,13 @@ def read_dicom_series(
 ) -> Volume:
     """Read one series of ``folder`` as a 3D volume (module doc); ``series_uid`` picks among several."""
     src = Path(folder)
-    headers = _choose(src, _scan(src), series_uid)
-    source = f"{src} (series {headers[0]['series_uid']})" if series_uid else str(src)
+    series, unreadable = _scan_all(src)
+    headers = _choose(src, series, series_uid)
+    uid = headers[0]["series_uid"]
+    source = f"{src} (series {uid})" if series_uid else str(src)
     _refuse_non_image(headers[0], source)
+    _refuse_unreadable(unreadable, uid, set(series) - {uid}, source)
+    _check_budget(headers, source)
     if len(headers) == 1:
         return read_dicom_file(headers[0]["path"], channel=channel)
     _check_uniform(headers, source)

@@ -31,6 +31,7 @@ from medsam2.io.convert import (
     sitk_reason,
     validate_volume,
 )
+from medsam2.io.integrity import captured_stderr
 from medsam2.types import Volume
 
 __all__ = ["IMAGE_SUFFIXES", "read_image2d"]
@@ -104,7 +105,7 @@ def _load(
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        with quiet_itk():
+        with quiet_itk(), captured_stderr():
             image = reader.Execute()
     except RuntimeError as exc:
         reason = sitk_reason(exc)

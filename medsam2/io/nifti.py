@@ -6,6 +6,10 @@
   axis (the reason NIfTI-2 exists) are refused; float64 header values become float32.
 * ITK silently replaces NaN and +-Inf voxels of float NIfTI files by 0; `check_nifti_finite`
   scans the stored float data itself (in chunks) so such files are refused like any other.
+* ITK silently fills missing data with zeros (a truncated .nii, a .nii.gz whose gzip stream is
+  cut short) and tries to allocate whatever a damaged header asks for. `check_nifti_data`, run
+  before ITK reads, refuses both: the voxel count must be affordable and the data (streamed
+  through gzip when compressed, never held whole) must hold every byte the header describes.
 * ITK silently replaces a zero pixdim by 1 and a negative one by its absolute value, and silently
   falls back to the qform when the sform is sheared. `check_nifti_geometry` refuses both, so a
   mask written from the result lines up with the input in every viewer (nibabel, FSL, Slicer).
@@ -18,14 +22,22 @@ import gzip
 import io
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from medsam2.errors import InputError
+from medsam2.io.integrity import check_data_length, check_voxel_budget, count_decompressed
 
-__all__ = ["check_nifti_finite", "check_nifti_geometry", "is_nifti2", "nifti2_as_nifti1"]
+__all__ = ["check_nifti_data", "check_nifti_finite", "check_nifti_geometry", "is_nifti2", "nifti2_as_nifti1"]
+
+_DATATYPE_BYTES = {
+    2: 1, 4: 2, 8: 4, 16: 4, 32: 8, 64: 8, 128: 3, 256: 1, 512: 2, 768: 4, 1024: 8, 1280: 8,
+    1536: 16, 1792: 16, 2048: 32, 2304: 4,
+}  # fmt: skip
+_GZIP_ERRORS = (OSError, EOFError, zlib.error)
 
 _N1 = [
     ("sizeof_hdr", "i4"), ("data_type", "S10"), ("db_name", "S18"), ("extents", "i4"),
@@ -66,8 +78,8 @@ def _read_head(path: Path, n: int) -> bytes:
         try:
             with gzip.open(path, "rb") as gz:
                 return gz.read(n)
-        except (OSError, EOFError) as exc:
-            raise InputError(f"{path}: cannot decompress (truncated or not gzip): {exc}") from exc
+        except _GZIP_ERRORS as exc:
+            raise InputError(f"{path}: the gzip data is truncated or corrupt (in the header: {exc})") from exc
     return head
 
 
@@ -91,7 +103,7 @@ def _read_all(path: Path) -> bytes:
         with open(path, "rb") as fh:
             raw = fh.read()
         return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except _GZIP_ERRORS as exc:
         raise InputError(f"{path}: cannot read NIfTI-2 file (truncated or corrupt): {exc}") from exc
 
 
@@ -113,13 +125,15 @@ def _convert_header(h2: np.ndarray, order: str, path: Path) -> bytes:
 def nifti2_as_nifti1(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary NIfTI-1 copy of the NIfTI-2 file ``path`` (removed afterwards)."""
     src = Path(path)
-    raw = _read_all(src)
-    order = _byte_order(raw)
+    head = _read_head(src, 540)
+    order = _byte_order(head)
     if order is None:
         raise InputError(f"{src}: not a NIfTI-2 file")
-    h2 = np.frombuffer(raw[:540], dtype=_dtype(_N2, order))[0]
+    h2 = np.frombuffer(head[:540], dtype=_dtype(_N2, order))[0]
     header = _convert_header(h2, order, src)
     ndim = int(h2["dim"][0])
+    check_voxel_budget(str(src), [int(d) for d in h2["dim"][1 : ndim + 1]], max(int(h2["bitpix"]) // 8, 1))
+    raw = _read_all(src)
     nbytes = int(np.prod([int(d) for d in h2["dim"][1 : ndim + 1]])) * int(h2["bitpix"]) // 8
     start = int(h2["vox_offset"]) or 544
     data = raw[start : start + nbytes]
@@ -147,15 +161,39 @@ def _check_sform(h1: np.ndarray, ndim: int, geometry: tuple, source: str) -> Non
         )
 
 
-def _check_data_size(h1: np.ndarray, data_path: Path, dims: tuple[int, ...], source: str) -> None:
+def _dims(h1: np.ndarray, source: str) -> tuple[int, ...]:
+    ndim = int(h1["dim"][0])
+    if not 1 <= ndim <= 7:
+        raise InputError(f"{source}: NIfTI header has an invalid dim[0] = {ndim}")
+    dims = tuple(int(d) for d in h1["dim"][1 : ndim + 1])
+    if any(d <= 0 for d in dims):
+        raise InputError(f"{source}: image has zero size (NIfTI dim {list(dims)})")
+    return dims
+
+
+def check_nifti_data(path: str | os.PathLike[str], source: str) -> None:
+    """Before ITK reads a NIfTI-1 file: refuse invalid or unaffordable dimensions and data shorter
+    than the header describes (counted through the gzip stream for .nii.gz; module doc)."""
+    found = _header1(Path(path))
+    if found is None:
+        return
+    h1, data_path, _ = found
+    dims = _dims(h1, source)
+    per_voxel = _DATATYPE_BYTES.get(int(h1["datatype"]))
+    check_voxel_budget(source, dims, per_voxel or 1, "NIfTI header")
+    if per_voxel is None or not data_path.is_file():
+        return  # ITK refuses unknown datatypes and missing .img files itself
+    offset = float(h1["vox_offset"])
+    if not np.isfinite(offset) or offset < 0:
+        raise InputError(f"{source}: NIfTI header has an invalid vox_offset {offset}")
+    need = int(offset) + int(np.prod(dims)) * per_voxel
     with open(data_path, "rb") as fh:
-        compressed = fh.read(2) == b"\x1f\x8b"
-    if compressed:
-        return  # zlib reports a truncated stream itself
-    need = int(h1["vox_offset"]) + int(np.prod(dims)) * int(h1["bitpix"]) // 8
-    have = data_path.stat().st_size
-    if have < need:
-        raise InputError(f"{source}: NIfTI file is truncated ({have} bytes, the header needs {need})")
+        if fh.read(2) == b"\x1f\x8b":
+            fh.seek(0)
+            have = count_decompressed(fh, "gzip", source)
+        else:
+            have = data_path.stat().st_size
+    check_data_length(source, have, need, "NIfTI data")
 
 
 def check_nifti_geometry(
@@ -167,20 +205,13 @@ def check_nifti_geometry(
 ) -> None:
     """Refuse a NIfTI-1 file that ITK would read with silently changed geometry or data (module doc):
     a zero dimension (ITK makes it 1), a sform ITK cannot represent, a zero/negative/NaN pixdim
-    when no sform is used (ITK makes it 1 or positive), or missing data bytes (ITK fills zeros)."""
+    when no sform is used (ITK makes it 1 or positive). Missing data bytes: `check_nifti_data`."""
     found = _header1(Path(path))
     if found is None:
         return
-    h1, data_path, _ = found
-    ndim_file = int(h1["dim"][0])
-    if not 1 <= ndim_file <= 7:
-        raise InputError(f"{source}: NIfTI header has an invalid dim[0] = {ndim_file}")
-    dims = tuple(int(d) for d in h1["dim"][1 : ndim_file + 1])
-    if any(d <= 0 for d in dims):
-        raise InputError(f"{source}: image has zero size (NIfTI dim {list(dims)})")
-    if data_path.is_file():
-        _check_data_size(h1, data_path, dims, source)
-    ndim = min(ndim_file, 3, len(spacing))
+    h1 = found[0]
+    dims = _dims(h1, source)
+    ndim = min(len(dims), 3, len(spacing))
     if int(h1["sform_code"]) > 0:
         _check_sform(h1, ndim, (spacing, origin, direction), source)
         return
@@ -245,7 +276,7 @@ def check_nifti_finite(path: str | os.PathLike[str], source: str) -> None:
     dtype = np.dtype(order + kind)
     try:
         count, first = _scan_nonfinite(data_path, int(h1["vox_offset"]), dtype, int(np.prod(dims)))
-    except (OSError, EOFError) as exc:
+    except _GZIP_ERRORS as exc:
         raise InputError(f"{source}: cannot read NIfTI data (truncated or corrupt): {exc}") from exc
     if count:
         index = tuple(int(i) for i in np.unravel_index(first, dims, order="F"))

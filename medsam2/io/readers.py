@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import zipfile
 from pathlib import Path
 
@@ -32,8 +31,16 @@ from medsam2.io.convert import (
     validate_volume,
 )
 from medsam2.io.dicom import read_dicom_file, read_dicom_series
+from medsam2.io.headers import check_metaimage_file, check_nrrd_file
 from medsam2.io.images2d import IMAGE_SUFFIXES, read_image2d
-from medsam2.io.nifti import check_nifti_finite, check_nifti_geometry, is_nifti2, nifti2_as_nifti1
+from medsam2.io.integrity import captured_stderr
+from medsam2.io.nifti import (
+    check_nifti_data,
+    check_nifti_finite,
+    check_nifti_geometry,
+    is_nifti2,
+    nifti2_as_nifti1,
+)
 from medsam2.types import Volume
 
 __all__ = ["VOLUME_SUFFIXES", "detect_format", "read_image"]
@@ -106,7 +113,7 @@ def _read_itk(path: Path) -> sitk.Image:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        with quiet_itk():
+        with quiet_itk(), captured_stderr():
             image = reader.Execute()
     except RuntimeError as exc:
         raise InputError(
@@ -120,40 +127,19 @@ def _read_nifti(path: Path) -> tuple[sitk.Image, str]:
     source = str(path)
     if is_nifti2(path):
         with nifti2_as_nifti1(path) as converted:
+            check_nifti_data(converted, source)
             image = _read_itk(converted)
             check_nifti_geometry(converted, *image_geometry(image), source=source)
             check_nifti_finite(converted, source)
         return image, "nifti2"
+    check_nifti_data(path, source)
     image = _read_itk(path)
     check_nifti_geometry(path, *image_geometry(image), source=source)
     check_nifti_finite(path, source)
     return image, "nifti"
 
 
-_SPACING_FIELD = {
-    "metaimage": re.compile(rb"^ElementSpacing\s*=\s*(.*)$", re.M),
-    "nrrd": re.compile(rb"^spacings:(.*)$", re.M),
-}
-
-
-def _check_header_spacing(path: Path, fmt: str) -> None:
-    """ITK folds a negative MetaImage/NRRD spacing into the direction without a word; refuse it."""
-    pattern = _SPACING_FIELD.get(fmt)
-    if pattern is None:
-        return
-    with open(path, "rb") as fh:
-        head = fh.read(8192)
-    match = pattern.search(head)
-    if match is None:
-        return
-    try:
-        values = [float(v) for v in match.group(1).decode("ascii", "replace").split() if v.lower() != "nan"]
-    except ValueError:
-        return
-    if any(v <= 0 for v in values):
-        raise InputError(
-            f"{path}: the header gives a zero or negative voxel spacing {values}; every spacing must be > 0 mm"
-        )
+_HEADER_CHECKS = {"nrrd": check_nrrd_file, "metaimage": check_metaimage_file}
 
 
 def _read_volume_file(path: Path, fmt: str, frame: int | None, channel: int | str | None) -> Volume:
@@ -161,7 +147,8 @@ def _read_volume_file(path: Path, fmt: str, frame: int | None, channel: int | st
     if fmt == "nifti":
         image, fmt = _read_nifti(path)
     else:
-        _check_header_spacing(path, fmt)
+        if fmt in _HEADER_CHECKS:
+            _HEADER_CHECKS[fmt](path, source)
         image = _read_itk(path)
     ndim = image.GetDimension()
     array, geometry = select_frame(image_to_array(image), image_geometry(image), ndim, frame, source)
