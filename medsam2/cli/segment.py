@@ -28,7 +28,7 @@ from medsam2.cli.volume_prompts import objects_from_flags, objects_from_json
 from medsam2.errors import ConfigError, InputError, PromptError
 from medsam2.types import Volume
 
-__all__ = ["register_segment_command", "cmd_segment"]
+__all__ = ["register_segment_command", "cmd_segment", "add_volume_input_arguments"]
 
 _EPILOG = """\
 prompts (object 1; several objects or slices: --prompts):
@@ -67,16 +67,7 @@ def register_segment_command(sub: argparse._SubParsersAction) -> None:  # type: 
     g.add_argument("--mask-prompt", metavar="FILE")
     g.add_argument("--world", action="store_true", help="prompt numbers are world millimetres (LPS)")
     g.add_argument("--prompts", metavar="FILE.json")
-    r = p.add_argument_group("input and slicing")
-    r.add_argument("--series-uid", metavar="UID", help="DICOM folder with several series: which one")
-    r.add_argument("--frame", metavar="N", help="4D input: which volume")
-    r.add_argument("--axis", default="auto", metavar="AXIS", help="auto (axial), axial, coronal or sagittal")
-    r.add_argument(
-        "--window",
-        default="auto",
-        metavar="W",
-        help="intensity: auto (CT: abdomen; others: percentiles), abdomen, lung, bone, brain, percentile or W,L",
-    )
+    r = add_volume_input_arguments(p)
     r.add_argument("--direction", default="both", metavar="DIR", help="both (default), forward or backward")
     o = p.add_argument_group("extra outputs")
     o.add_argument("--summary", metavar="FILE", help="summary JSON (default: OUTPUT's name with .json)")
@@ -91,6 +82,21 @@ def register_segment_command(sub: argparse._SubParsersAction) -> None:  # type: 
         p, default_memory="self-sorting", output_help="label volume to write (e.g. mask.nii.gz)"
     )
     p.set_defaults(func=cmd_segment)
+
+
+def add_volume_input_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """--series-uid, --frame, --axis, --window (segment and serve); returns their group."""
+    r = p.add_argument_group("input and slicing")
+    r.add_argument("--series-uid", metavar="UID", help="DICOM folder with several series: which one")
+    r.add_argument("--frame", metavar="N", help="4D input: which volume")
+    r.add_argument("--axis", default="auto", metavar="AXIS", help="auto (axial), axial, coronal or sagittal")
+    r.add_argument(
+        "--window",
+        default="auto",
+        metavar="W",
+        help="intensity: auto (CT: abdomen; others: percentiles), abdomen, lung, bone, brain, percentile or W,L",
+    )
+    return r
 
 
 def _summary_path(output: Path, given: str | None) -> Path:

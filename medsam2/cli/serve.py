@@ -23,6 +23,7 @@ from medsam2.cli.common import (
     resolve_checkpoint,
     resolve_device,
 )
+from medsam2.cli.segment import add_volume_input_arguments
 from medsam2.errors import ConfigError, InputError
 
 __all__ = ["register_serve_command", "cmd_serve", "default_output"]
@@ -48,13 +49,7 @@ def register_serve_command(sub: argparse._SubParsersAction) -> None:  # type: ig
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", metavar="INPUT", help="volume file (NIfTI, NRRD, MHA) or DICOM series folder")
-    r = p.add_argument_group("input and slicing")
-    r.add_argument("--series-uid", metavar="UID", help="DICOM folder with several series: which one")
-    r.add_argument("--frame", metavar="N", help="4D input: which volume")
-    r.add_argument("--axis", default="auto", metavar="AXIS", help="auto (axial), axial, coronal or sagittal")
-    r.add_argument(
-        "--window", default="auto", metavar="W", help="auto, abdomen, lung, bone, brain, percentile or W,L"
-    )
+    add_volume_input_arguments(p)
     s = p.add_argument_group("server")
     s.add_argument("--port", default="0", metavar="N", help="port (default: a free one)")
     s.add_argument("--host", default="127.0.0.1", metavar="ADDR", help="address to bind (default 127.0.0.1)")
