@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --upgrade pip
 	# CPU torch: pinned here; an unpinned torch resolves to a multi-GB CUDA build
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e '.[dev,dicom,web]'
+	$(PY) -m pip install -e '.[dev,dicom,web,eval]'
 	# stardist ships a real 16-bit TIFF we test on; its own deps (tensorflow) are not needed
 	$(PY) -m pip install --no-deps stardist
 	# the reference implementation, test-only, without its CUDA extension or torchvision
