@@ -32,6 +32,18 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size_reason(path: str, preset: str, given: int | None) -> str:
+    from pathlib import Path
+
+    from medsam2.model.checkpoint import input_size_for
+
+    if given:
+        return "--image-size"
+    if path.endswith(".safetensors") and Path(path).with_suffix(".json").is_file():
+        return "from the config saved beside the weights"
+    return input_size_for(path, preset)[1]
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from medsam2.model.checkpoint import detect_preset, load_model, read_state_dict
 
@@ -42,10 +54,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"file:        {args.checkpoint}")
     print(f"preset:      {cfg.name} ({det.reason})")
     print(f"version:     {cfg.version}")
-    print(
-        f"image size:  {cfg.image_size}"
-        + ("" if args.image_size else " (not stored in .pt files; --image-size to change)")
-    )
+    print(f"image size:  {cfg.image_size} ({_size_reason(str(args.checkpoint), cfg.name, args.image_size)})")
     print(f"parameters:  {det.num_params:,}")
     print(f"file dtype:  {det.dtype} (loaded as float32)")
     print("load:        ok (strict: every key and shape matched)")

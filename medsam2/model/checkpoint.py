@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import pickle
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from medsam2.errors import CheckpointError
 from medsam2.model.presets import PRESETS, get_preset
 from medsam2.model.sam2_model import Sam2Model
 
-__all__ = ["load_model", "save_model", "read_state_dict", "detect_preset", "Detection"]
+__all__ = ["load_model", "save_model", "read_state_dict", "detect_preset", "Detection", "input_size_for"]
 
 log = logging.getLogger(__name__)
 _WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
@@ -138,6 +139,37 @@ def detect_preset(sd: dict[str, Tensor]) -> Detection:
     return Detection(best, cfg.version, ",".join(dtypes), n_params, reason)
 
 
+# bowang-lab's MedSAM2 releases (MedSAM2_latest.pt, MedSAM2_2411.pt, MedSAM2_US_Heart.pt,
+# MedSAM2_MRI_LiverLesion.pt, MedSAM2_CTLesion.pt, ...): SAM 2.1 Hiera-T fine-tuned at 512 px. The
+# MedSAM-2 paper's MedSAM2_pretrain.pth (bf16, SAM 2 v1 keys) is a different model, run at 1024.
+_MEDSAM2_512 = re.compile(r"^medsam2_.+\.pt$", re.IGNORECASE)
+_MEDSAM2_512_PRESET = "sam2.1_hiera_t"
+
+
+def input_size_for(path: str | Path, preset: str) -> tuple[int, str]:
+    """(input size in px, why) for a ``.pt``/``.pth`` checkpoint, which does not store its size.
+
+    A file named like a bowang-lab MedSAM2 release (``MedSAM2_*.pt``) holding SAM 2.1 Hiera-T
+    weights runs at 512 px; anything else at the preset's size (1024 for SAM 2 / 2.1 checkpoints).
+    """
+    name = Path(path).name
+    default = PRESETS[preset].image_size if preset in PRESETS else get_preset(preset).image_size
+    if _MEDSAM2_512.match(name):
+        if preset == _MEDSAM2_512_PRESET:
+            return 512, (
+                f"the file does not store its input size; its name and architecture ({preset}) match "
+                "bowang-lab's MedSAM2 releases, which run at 512 px (--image-size to override)"
+            )
+        return default, (
+            f"named like a bowang-lab MedSAM2 release (512 px) but holds {preset}, not {_MEDSAM2_512_PRESET}; "
+            f"using the preset's {default} px (--image-size to override)"
+        )
+    return default, (
+        f"the file does not store its input size; using the preset's {default} px "
+        "(--image-size to override; bowang-lab MedSAM2 models run at 512)"
+    )
+
+
 def _config_beside(p: Path) -> ModelConfig | None:
     candidate = p.with_suffix(".json")
     if candidate.is_file():
@@ -175,6 +207,11 @@ def load_model(
             log.info("%s: detected %s (%s)", p, det.preset, det.reason)
             preset = det.preset
         cfg = get_preset(preset)
+        if image_size is None:
+            image_size, why = input_size_for(p, cfg.name)
+            (log.warning if image_size != cfg.image_size else log.info)(
+                "%s: input size %d px: %s", p, image_size, why
+            )
     if image_size is not None:
         cfg = get_preset(cfg.name, image_size) if cfg.name in PRESETS else cfg.replace(image_size=image_size)
     diffs = _differences(_signature_of(cfg), sd)
