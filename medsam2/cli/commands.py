@@ -27,3 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from medsam2.cli.evaluate import register_evaluate_command
 
     register_evaluate_command(sub)
+    from medsam2.cli.segment_batch import register_segment_batch_command
+
+    register_segment_batch_command(sub)

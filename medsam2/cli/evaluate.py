@@ -16,7 +16,14 @@ from typing import Any
 from medsam2.cli.common import CommonOptions, load_cli_model, parse_int, resolve_device
 from medsam2.errors import ConfigError
 
-__all__ = ["register_evaluate_command", "cmd_evaluate", "parse_list", "build_segmenters", "file_sha256"]
+__all__ = [
+    "register_evaluate_command",
+    "cmd_evaluate",
+    "parse_list",
+    "build_segmenters",
+    "file_sha256",
+    "process_device",
+]
 
 log = logging.getLogger("medsam2")
 
@@ -109,7 +116,7 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _device(name: str) -> str:
+def process_device(name: str) -> str:
     local = os.environ.get("LOCAL_RANK")
     dev = resolve_device(name)
     return f"cuda:{local}" if dev == "cuda" and local is not None and name == "auto" else dev
@@ -134,7 +141,7 @@ def build_segmenters(
             parse_int(args.image_size, "--image-size", 32), args.device, memories[0], None, seed,
             Path("."), False, False,
         )  # fmt: skip
-        model, path = load_cli_model(opts, _device(args.device))
+        model, path = load_cli_model(opts, process_device(args.device))
         meta.update(checkpoint=str(path), model_id=file_sha256(path), preset=model.config.name)
         for m in memories:
             for s in sizes:

@@ -20,7 +20,7 @@ import numpy as np
 from medsam2.errors import InputError, PromptError
 from medsam2.volume import VolumeObject, VoxelBox, VoxelPoint
 
-__all__ = ["parse_triplet", "objects_from_flags", "objects_from_json"]
+__all__ = ["parse_triplet", "objects_from_flags", "objects_from_json", "objects_from_data"]
 
 MaskReader = Callable[[Path, str], np.ndarray]
 
@@ -120,14 +120,22 @@ def objects_from_json(path: str | Path, world: bool, read_mask: MaskReader) -> l
         data = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PromptError(f"--prompts {p}: not valid JSON ({exc})") from None
+    return objects_from_data(data, f"--prompts {p}", p.parent, world, read_mask)
+
+
+def objects_from_data(
+    data: dict[str, Any], where: str, base: Path, world: bool, read_mask: MaskReader
+) -> list[VolumeObject]:
+    """Objects of a parsed ``{"objects": [...]}`` mapping; ``where`` starts error messages, mask
+    paths are relative to ``base``."""
     if not isinstance(data, dict) or not isinstance(data.get("objects"), list) or not data["objects"]:
-        raise PromptError(f'--prompts {p}: expected {{"objects": [...]}} with at least one object')
+        raise PromptError(f'{where}: expected {{"objects": [...]}} with at least one object')
     world = world or bool(data.get("world", False))
     objects = [
-        _json_object(o, f"--prompts {p}: object {n + 1}", p.parent, world, read_mask)
+        _json_object(o, f"{where}: object {n + 1}", base, world, read_mask)
         for n, o in enumerate(data["objects"])
     ]
     ids = [o.obj_id for o in objects]
     if len(set(ids)) != len(ids):
-        raise PromptError(f"--prompts {p}: object ids repeat: {ids}")
+        raise PromptError(f"{where}: object ids repeat: {ids}")
     return objects

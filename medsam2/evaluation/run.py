@@ -31,7 +31,7 @@ from medsam2.evaluation.summary import summarize
 from medsam2.evaluation.tables import CaseResults, CaseRow, SliceRow, StepRow, write_csv
 from medsam2.io.atomic import atomic_output
 
-__all__ = ["EvalOutcome", "evaluate_dataset", "shard_of", "safe_name", "write_json", "world"]
+__all__ = ["EvalOutcome", "evaluate_dataset", "shard_of", "safe_name", "write_json", "world", "rank_barrier"]
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _one_case(
     return None
 
 
-def _barrier(size: int) -> bool:
+def rank_barrier(size: int) -> bool:
     """Join torchrun's gloo group and wait for every rank; returns whether this call created it."""
     if size <= 1:
         return False
@@ -177,7 +177,7 @@ def evaluate_dataset(
     else:
         for i in shard_of(len(ds), rank, size):
             _one_case(ds, i, segmenters, cfg, root, key)
-    created = _barrier(size)
+    created = rank_barrier(size)
     try:
         if rank != 0:
             return EvalOutcome(root, CaseResults([], [], []), {}, {}, False)
