@@ -91,6 +91,18 @@ def test_box_propagate_save_in_the_browser(tmp_path: Path) -> None:
         after = page.locator("#gl").screenshot()
         assert result["pixels"] > 50 and red_pixels(before, local) == 0
         assert red_pixels(after, local) > 0.2 * result["pixels"]
+        # Shift+click: a positive point on the same slice; Ctrl+Z takes it back
+        centre = canvas_point(page, wmap.index_to_world((CENTRE[0], CENTRE[1], k), "ras").tolist())
+        page.keyboard.down("Shift")
+        page.mouse.click(*centre)
+        page.keyboard.up("Shift")
+        clicked = wait_state(page, "lastResult", 60, previous=result)
+        sent = page.evaluate("() => window.medsam2.state.lastPrompt")
+        assert sent["labels"] == [1] and clicked["slice"] == k
+        assert np.allclose(clicked["voxels"][0][:2], CENTRE[:2], atol=1.5)
+        page.wait_for_function("() => window.medsam2.state.objects[0].prompts === 2")
+        page.keyboard.press("Control+z")
+        page.wait_for_function("() => window.medsam2.state.objects[0].prompts === 1", timeout=60_000)
         page.click("#propagate")
         prop = wait_state(page, "lastPropagation", 180)
         assert prop["type"] == "done" and prop["slices"] == 20 and not prop["cancelled"]
