@@ -179,3 +179,18 @@ def test_memory_policies_get_identical_prompts(data: Path, tmp_path: Path) -> No
     saved = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "predictions").rglob("*.nii.gz"))
     assert saved == ["predictions/fifo_7/axial/c0.nii.gz", "predictions/oracle/axial/c0.nii.gz",
                      "predictions/self-sorting_4/axial/c0.nii.gz"]  # fmt: skip
+
+
+def test_baselines_as_models(data: Path, tmp_path: Path) -> None:
+    from medsam2.evaluation import BASELINES, BaselineSegmenter
+
+    out = evaluate_dataset(
+        data, tmp_path, [BaselineSegmenter(k) for k in BASELINES], EvalConfig(classes=(2,))
+    )
+    rows = {(r.model, r.case): r for r in _rows(out)}
+    for case in ("c0", "c1"):  # the plate is one rectangular slice: box and copy are exact
+        assert rows[("box-fill", case)].dice == 1.0 and rows[("copy-mask", case)].dice == 1.0
+        assert 0.0 <= rows[("otsu-in-box", case)].dice <= 1.0
+    blob = evaluate_dataset(data, tmp_path / "b", [BaselineSegmenter("copy-mask")], EvalConfig(classes=(1,)))
+    for r in _rows(blob):  # slices 5-6 are larger than the others: the copy over-covers them
+        assert 0.5 < r.dice < 1.0 and r.over_propagation_voxels == 0 and r.prompted_dice == 1.0

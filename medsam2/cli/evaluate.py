@@ -52,7 +52,11 @@ def register_evaluate_command(sub: argparse._SubParsersAction) -> None:  # type:
     )
     g.add_argument("--classes", metavar="V,...", help="label values to evaluate (default all)")
     g.add_argument("--cases", metavar="NAME,...", help="cases to evaluate (default all)")
-    g.add_argument("--baselines", action="store_true", help="also score box-fill and mask-copy baselines")
+    g.add_argument(
+        "--baselines",
+        action="store_true",
+        help="also score the trivial baselines: box-fill, otsu-in-box, copy-mask (one-prompt-2d: prompt-copy)",
+    )
     g.add_argument("--no-model", action="store_true", help="baselines only (no checkpoint needed)")
     g.add_argument(
         "--save-predictions", action="store_true", help="write label volumes under DIR/predictions"
@@ -127,6 +131,7 @@ def build_segmenters(
 ) -> tuple[list[Any], dict[str, Any]]:
     """Models (every memory x size) and baselines the flags ask for, plus metadata for summaries."""
     from medsam2.evaluation import BASELINES, BaselineSegmenter, ModelSegmenter
+    from medsam2.evaluation.segmenters import BASELINES_2D
 
     memories = parse_list(args.memory, "--memory") or ["self-sorting"]
     sizes: list[int | None] = list(parse_list(args.memory_size, "--memory-size", int)) or [None]
@@ -150,7 +155,7 @@ def build_segmenters(
                     continue
                 segs.append(ModelSegmenter(model, m, s, seed=seed, unordered=unordered))
     if args.baselines or args.no_model:
-        segs += [BaselineSegmenter(k) for k in BASELINES]
+        segs += [BaselineSegmenter(k) for k in (BASELINES_2D if unordered else BASELINES)]
     if not segs:
         raise ConfigError("nothing to evaluate: every --memory/--memory-size combination was skipped")
     return segs, meta

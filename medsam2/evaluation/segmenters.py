@@ -5,12 +5,10 @@ added one at a time (corrections accumulate) and ``run`` returns per-frame foreg
 probabilities. Models drive :class:`~medsam2.engine.video_predictor.VideoPredictor` (the same
 engine as ``medsam2 segment``); probabilities are ``sigmoid(logits)`` of its frame outputs.
 
-Baselines (DESIGN.md section 10) see the truth, as a user who drew the prompt would know the
-object's extent; they say how much of a score the prompt alone explains:
-
-* ``box-fill``: the prompted slice's box (or the tight box of a point/mask prompt's slice)
-  filled and extruded over the object's true slice range (the nearest prompt per slice);
-* ``mask-copy``: the true mask of the nearest prompted slice copied over the true slice range.
+Baselines (DESIGN.md section 10, :mod:`medsam2.evaluation.baselines`) see the truth, as a user
+who drew the prompt would know the object's extent; they say how much of a score the prompt
+alone explains. With several prompted slices (``every-k``) each slice of the true range takes
+the nearest prompted slice's mask; point and mask prompts use the prompted slice's tight box.
 """
 
 from __future__ import annotations
@@ -22,9 +20,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from medsam2.engine.frames import FrameSource
+from medsam2.engine.frames import ArrayFrames, FrameSource
 from medsam2.engine.propagation import Direction
 from medsam2.engine.video_predictor import VideoPredictor
+from medsam2.evaluation.baselines import BASELINES_3D, Box, box_fill, otsu_in_box, prompt_copy, true_range
 from medsam2.evaluation.prompting import SimPrompt
 from medsam2.model.sam2_model import Sam2Model
 
@@ -34,10 +33,12 @@ __all__ = [
     "ModelSegmenter",
     "BaselineSegmenter",
     "BASELINES",
+    "BASELINES_2D",
     "memory_label",
 ]
 
-BASELINES = ("box-fill", "mask-copy")
+BASELINES = BASELINES_3D
+BASELINES_2D = ("prompt-copy",)
 
 
 class SegmentSession(Protocol):
@@ -116,53 +117,66 @@ class ModelSegmenter:
         return _ModelSession(vp)
 
 
-def _true_range(truth: Sequence[np.ndarray]) -> range:
-    present = [t for t, m in enumerate(truth) if np.any(m)]
-    return range(present[0], present[-1] + 1) if present else range(0)
+def _intensities(frames: FrameSource) -> list[np.ndarray] | None:
+    if isinstance(frames, ArrayFrames):
+        return list(frames.frames)
+    return None
+
+
+def _prompt_box(p: SimPrompt, truth: np.ndarray) -> Box | None:
+    """The prompt's box, or the tight box of the prompted slice's truth (point/mask prompts)."""
+    if p.box is not None:
+        return p.box
+    if not truth.any():
+        return None
+    rows, cols = np.flatnonzero(truth.any(axis=1)), np.flatnonzero(truth.any(axis=0))
+    return float(cols[0]), float(rows[0]), float(cols[-1]), float(rows[-1])
 
 
 class _BaselineSession:
-    def __init__(self, kind: str, truth: Sequence[np.ndarray]) -> None:
+    def __init__(self, kind: str, truth: Sequence[np.ndarray], image: list[np.ndarray] | None) -> None:
         self.kind = kind
-        self.truth = truth
+        self.truth = [np.asarray(t, bool) for t in truth]
+        self.image = image
         self.prompts: dict[int, SimPrompt] = {}
 
     def add(self, p: SimPrompt) -> None:
         if p.frame not in self.prompts or p.box is not None or p.mask is not None:
             self.prompts[p.frame] = p
 
-    def _fill(self, frame: int) -> np.ndarray:
-        src = np.asarray(self.truth[frame], bool)
-        p = self.prompts[frame]
-        if self.kind == "mask-copy":
-            return src
-        out = np.zeros(src.shape, bool)
-        if p.box is not None:
-            x0, y0, x1, y1 = (int(round(v)) for v in p.box)
-        elif src.any():
-            rows, cols = np.flatnonzero(src.any(axis=1)), np.flatnonzero(src.any(axis=0))
-            x0, y0, x1, y1 = int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
-        else:
-            return out
-        out[y0 : y1 + 1, x0 : x1 + 1] = True
-        return out
+    def _slice_mask(self, frame: int) -> np.ndarray:
+        truth = self.truth[frame]
+        if self.kind == "copy-mask":
+            return truth
+        box = _prompt_box(self.prompts[frame], truth)
+        if box is None:
+            return np.zeros(truth.shape, bool)
+        if self.kind == "otsu-in-box" and self.image is not None:
+            return otsu_in_box(self.image[frame], box)
+        return box_fill(truth.shape, box)
 
     def run(self, direction: Direction) -> list[np.ndarray]:
-        probs = [np.zeros(np.shape(m), np.float32) for m in self.truth]
-        if not self.prompts:
-            return probs
+        probs = [np.zeros(t.shape, np.float32) for t in self.truth]
         frames = sorted(self.prompts)
-        fills = {f: self._fill(f) for f in frames}
-        for t in _true_range(self.truth):
-            near = min(frames, key=lambda f: (abs(f - t), f))
-            if fills[near].shape == probs[t].shape:
-                probs[t] = fills[near].astype(np.float32)
+        if not frames:
+            return probs
+        if self.kind == "prompt-copy":
+            vote = prompt_copy(
+                [self.truth[f] for f in frames if self.truth[f].shape == self.truth[frames[0]].shape]
+            )
+            return [vote.astype(np.float32) if p.shape == vote.shape else p for p in probs]
+        span = true_range(np.stack(self.truth))
+        masks = {f: self._slice_mask(f) for f in frames}
+        for t in range(span[0], span[1] + 1) if span else ():
+            probs[t] = masks[min(frames, key=lambda f: (abs(f - t), f))].astype(np.float32)
         return probs
 
 
 @dataclass
 class BaselineSegmenter:
-    """``box-fill`` or ``mask-copy`` (module docstring)."""
+    """A baseline of :mod:`medsam2.evaluation.baselines`: ``box-fill``, ``otsu-in-box``,
+    ``copy-mask`` (3D: the nearest prompted slice's mask over the true slice range) or
+    ``prompt-copy`` (One-Prompt 2D: the prompted images' true masks voted onto the others)."""
 
     kind: str
     memory: str = ""
@@ -173,4 +187,4 @@ class BaselineSegmenter:
         return self.kind
 
     def open(self, frames: FrameSource, truth: Sequence[np.ndarray]) -> SegmentSession:
-        return _BaselineSession(self.kind, truth)
+        return _BaselineSession(self.kind, truth, _intensities(frames))
