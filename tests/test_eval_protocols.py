@@ -194,3 +194,20 @@ def test_baselines_as_models(data: Path, tmp_path: Path) -> None:
     blob = evaluate_dataset(data, tmp_path / "b", [BaselineSegmenter("copy-mask")], EvalConfig(classes=(1,)))
     for r in _rows(blob):  # slices 5-6 are larger than the others: the copy over-covers them
         assert 0.5 < r.dice < 1.0 and r.over_propagation_voxels == 0 and r.prompted_dice == 1.0
+
+
+def test_cli_errors_are_one_line(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from medsam2.cli.main import main
+
+    base = ["evaluate", "--data", str(data), "--out", str(tmp_path), "--no-model"]
+    for extra, words in (
+        (["--protocol", "nope"], "--protocol nope: choose one of"),
+        (["--protocol", "one-prompt-2d"], "holds 3D cases"),
+        (["--axis", "oblique"], "--axis oblique"),
+        (["--classes", "7"], "--classes [7]"),
+    ):
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and "\n" not in err
+    assert main([*base, "--baselines"]) == 0
+    assert "box-fill" in (tmp_path / "per_case.csv").read_text()

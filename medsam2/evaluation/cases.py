@@ -174,6 +174,7 @@ def _run_axis(
     o.prompts.append(f"{axis}:{'/'.join(str(p.frame) for p in plan.prompts)}")
     o.seconds += res.seconds
     row = _case_row(o, seg, cfg, axis, pred, truth, spacing, res)
+    log.info("%s %s %s %s: Dice %.3f (%.1f s)", o.case, o.name, seg.label, axis, row.dice, res.seconds)
     prompted = sorted({p.frame for p in res.prompts})
     slices = _slice_rows(o, seg.label, axis, pred, truth, prompted)
     return row, slices, _step_rows(o, seg.label, axis, res), res.probs, geom

@@ -163,6 +163,10 @@ def evaluate_dataset(
     missing = [v for v in (cfg.classes or ()) if v not in ds.classes]
     if missing:
         raise InputError(f"--classes {missing}: not in {ds.where}'s labels {sorted(ds.classes)}")
+    if cfg.protocol == "one-prompt-2d" and not ds.is_2d():
+        raise InputError(
+            f"--protocol one-prompt-2d: {ds.where} holds 3D cases; this protocol streams 2D images"
+        )
     root = Path(out)
     (root / "cases").mkdir(parents=True, exist_ok=True)
     meta = dict(meta or {})
