@@ -13,6 +13,7 @@ from medsam2.evaluation.baselines import (
     otsu_in_box,
     otsu_threshold,
     prompt_copy,
+    prompt_copy_dice,
     true_range,
 )
 
@@ -129,6 +130,18 @@ def test_baselines_3d_known_dice_on_a_cylinder_and_a_cone() -> None:
     copy = baselines_3d(np.where(cone, 1.0, 0.0), cone, 4, (12, 12, 28, 28))["copy-mask"]
     inter = sum(min(cone[k].sum(), cone[4].sum()) for k in range(2, 7))
     assert dice(copy, cone) == pytest.approx(2 * inter / (cone.sum() + 5 * cone[4].sum()))
+
+
+def test_prompt_copy_dice_is_the_mean_over_prompted_masks() -> None:
+    target = np.zeros((4, 4), bool)
+    target[:2, :2] = True  # 4 pixels
+    same, half, none = target.copy(), np.zeros((4, 4), bool), np.zeros((4, 4), bool)
+    half[:2, :1] = True  # 2 pixels inside the target: Dice 2*2/6
+    assert prompt_copy_dice([same], target) == 1.0
+    assert prompt_copy_dice([same, half, none], target) == pytest.approx((1.0 + 4 / 6 + 0.0) / 3)
+    assert prompt_copy_dice([none], np.zeros((4, 4), bool)) == 1.0
+    with pytest.raises(ValueError):
+        prompt_copy_dice([], target)
 
 
 def test_prompt_copy_votes() -> None:

@@ -20,8 +20,11 @@ predictors take it); box corners are rounded to the nearest pixel and clipped to
   window or percentile normalisation): Otsu on raw CT splits bone from soft tissue.
 * 3D: the slice mask (box-fill, otsu-in-box, or the true prompted-slice mask for ``copy-mask``)
   copied to every slice of the structure's **true** slice range, empty elsewhere.
-* One-Prompt 2D ``prompt-copy``: the prompted images' true masks voted pixel-wise onto the others
-  (a pixel is foreground where at least half of them are; one prompted image: a copy).
+* One-Prompt 2D ``prompt-copy``: a prompted image's true mask copied onto an unprompted image.
+  With several prompted images, :func:`prompt_copy_dice` scores the mean over them (the expected
+  Dice of copying one of them); :func:`prompt_copy` gives one mask, their pixel-wise vote (a
+  pixel is foreground where at least half of them are; one prompted image: a copy). The vote
+  punishes scattered targets (nuclei) as k grows, which the mean does not.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ __all__ = [
     "extrude",
     "baselines_3d",
     "prompt_copy",
+    "prompt_copy_dice",
 ]
 
 Box = tuple[float, float, float, float]
@@ -145,8 +149,21 @@ def baselines_3d(image: np.ndarray, truth: np.ndarray, frame: int, box: Box) -> 
 
 
 def prompt_copy(masks: Sequence[np.ndarray]) -> np.ndarray:
-    """One-Prompt 2D baseline: the prompted images' true masks, voted pixel-wise (>= half)."""
+    """One-Prompt 2D baseline mask: the prompted images' true masks, voted pixel-wise (>= half)."""
     if not masks:
         raise ValueError("prompt_copy needs at least one prompted mask")
     stack = np.stack([np.asarray(m, bool) for m in masks])
     return np.asarray(stack.mean(axis=0) >= 0.5)
+
+
+def prompt_copy_dice(prompted: Sequence[np.ndarray], target: np.ndarray) -> float:
+    """Mean Dice of each prompted image's true mask copied onto ``target`` (both empty: 1)."""
+    if not prompted:
+        raise ValueError("prompt_copy_dice needs at least one prompted mask")
+    t = np.asarray(target, bool)
+    scores = []
+    for m in prompted:
+        m = np.asarray(m, bool)
+        total = float(m.sum() + t.sum())
+        scores.append(1.0 if total == 0 else 2.0 * float(np.logical_and(m, t).sum()) / total)
+    return float(np.mean(scores))
