@@ -10,6 +10,8 @@ from __future__ import annotations
 import gzip
 import re
 import shutil
+import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,6 +87,27 @@ def _nan_volume(folder: Path, name: str, bad: float = np.nan) -> Path:
     return folder / name
 
 
+def _png_height(folder: Path, height: int) -> Path:
+    """A PNG whose IHDR height lies (with a valid CRC, so only the size check can tell)."""
+    path = _picture(folder, "a.png")
+    data = bytearray(path.read_bytes())
+    data[20:24] = struct.pack(">I", height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _dicom_bits(folder: Path) -> Path:
+    import pydicom
+
+    series = folder / "ct_series"
+    shutil.copytree(pydicom_series_dir(), series)
+    ds = pydicom.dcmread(series / "2392")
+    ds.BitsAllocated = 32  # its 512 bytes of pixel data hold 16-bit values
+    ds.save_as(series / "2392")
+    return series
+
+
 DIMS_30000 = np.array([3, 30000, 30000, 30000], dtype="<i2")
 
 CASES: dict[str, tuple[Builder, str]] = {
@@ -142,7 +165,33 @@ CASES: dict[str, tuple[Builder, str]] = {
         r"zero size \(NIfTI dim \[20, 0, 8\]\)",
     ),
     "dicom series, a slice cut short": (_series_without_last_slice, r"DICOM file 3353 in this folder cannot be read"),
-    "png cut short": (lambda d: _cut(_picture(d, "a.png"), 0.5), r"cannot read this image"),
+    "png height lies": (lambda d: _png_height(d, 70), r"PNG pixel data is truncated: the header describes 5,670 bytes"),
+    "png height lies, smaller": (lambda d: _png_height(d, 63), r"PNG pixel data holds 81 bytes more than"),
+    "dicom BitsAllocated lies": (
+        _dicom_bits,
+        r"DICOM file 2392 holds 512 bytes of pixel data but its Rows 16 x Columns 16 x BitsAllocated 32",
+    ),
+    "nii dims smaller than data": (
+        lambda d: _nifti_header_field(_volume(d, "a.nii.gz"), 46, np.array([7], "<i2")),
+        r"NIfTI data holds 640 bytes more than",
+    ),
+    "mha DimSize smaller than data": (
+        lambda d: _edit(_volume(d, "a.mha"), b"DimSize = 20 16 8", b"DimSize = 19 16 8"),
+        r"image data holds 256 bytes more than",
+    ),
+    "mha garbled key": (
+        lambda d: _edit(_volume(d, "a.mha"), b"ElementSpacing", b"ElewentSpacing"),
+        r"unknown key 'ElewentSpacing' \(a damaged ElementSpacing\?\)",
+    ),
+    "mha garbled value": (
+        lambda d: _edit(_volume(d, "a.mha"), b"Offset = 0 0 0", b"Offset = 0 0 \x8e"),
+        r"header field Offset = .* is not a list of numbers",
+    ),
+    "nrrd spatial axis without direction": (
+        lambda d: _edit(_volume(d, "a.nrrd"), b"space directions: (0.69999999999999996,0,0)", b"space directions: none"),
+        r"no space direction for spatial axis 0",
+    ),
+    "png cut short": (lambda d: _cut(_picture(d, "a.png"), 0.5), r"PNG pixel data is (truncated|corrupt)"),
     "jpeg cut short": (lambda d: _cut(_picture(d, "a.jpg"), 0.5), r"cannot read this JPEG \(truncated"),
     "tiff cut short": (lambda d: _cut(_picture(d, "a.tif"), 0.5), r"cannot read this image \(truncated"),
 }  # fmt: skip
@@ -178,3 +227,19 @@ def test_undamaged_sources_of_the_cases_are_read(tmp_path: Path) -> None:
     assert read_image(pydicom_series_dir()).shape == (16, 16, 5)
     for name in ("a.png", "a.jpg", "a.tif"):
         assert read_image(_picture(tmp_path, name)).shape == (80, 64)
+
+
+def test_segment_images_refuses_a_png_whose_size_lies(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`segment-images` reads PNGs through Pillow, which fills missing rows with zeros: refused too."""
+    src = _png_height(tmp_path, 70)
+    out = tmp_path / "out"
+    capfd.readouterr()
+    rc = main(
+        ["segment-images", "--prompt-image", str(src), "--point", "5,5", "--device", "cpu", "-o", str(out)]
+    )
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1, lines
+    assert f"{src}: the PNG pixel data is truncated" in lines[0]
+    assert not out.exists() or not list(out.rglob("*"))

@@ -87,6 +87,10 @@ class ArrayFrames:
 def _read_pil_rgb(path: Path) -> object:
     from PIL import Image, UnidentifiedImageError
 
+    from medsam2.io.headers import check_png_file
+
+    if path.suffix.lower() == ".png":
+        check_png_file(path)  # Pillow fills missing rows with zeros; refuse such files instead
     try:
         img = Image.open(path)
         img.load()

@@ -140,6 +140,44 @@ def _refuse_unreadable(unreadable: list[Path], uid: str, others: set[str], sourc
         )
 
 
+_PIXEL_DATA = b"\xe0\x7f\x10\x00"
+
+
+def _pixel_data_length(path: Path, need: int) -> int | None:
+    """Length of the native (not encapsulated) PixelData element of ``path``, or None if unknown."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(size - need - 4096, 0))
+        tail = fh.read()
+    at = tail.rfind(_PIXEL_DATA)
+    if at < 0 or len(tail) < at + 12:
+        return None
+    explicit = tail[at + 4 : at + 6] in (b"OW", b"OB")
+    raw = tail[at + 8 : at + 12] if explicit else tail[at + 4 : at + 8]
+    length = int.from_bytes(raw, "little")
+    return None if length == 0xFFFFFFFF else length
+
+
+def _check_pixel_data(headers: list[dict[str, str]], source: str) -> None:
+    """Each file's pixel data hold exactly Rows x Columns x BitsAllocated x samples x frames bits
+    (GDCM reads a file whose header lies about them as garbage or zeros, without an error)."""
+    for tags in headers:
+        try:
+            rows, cols = int(tags.get("rows") or 0), int(tags.get("columns") or 0)
+            bits, samples = int(tags.get("bits") or 16), int(tags.get("samples") or 1)
+            frames = int(tags.get("frames") or 1)
+        except ValueError:
+            raise InputError(f"{tags['path']}: DICOM Rows/Columns/BitsAllocated are not integers") from None
+        need = (rows * cols * bits * samples * max(frames, 1) + 7) // 8
+        have = _pixel_data_length(Path(tags["path"]), need)
+        if have is not None and have not in (need, need + 1):  # DICOM pads odd lengths to even
+            raise InputError(
+                f"{source}: the DICOM file {Path(tags['path']).name} holds {have:,} bytes of pixel data but its "
+                f"Rows {rows} x Columns {cols} x BitsAllocated {bits} (x {samples} samples x {frames} frames) "
+                f"need {need:,}; refused (damaged header or truncated file)"
+            )
+
+
 def _check_budget(headers: list[dict[str, str]], source: str) -> None:
     first = headers[0]
     try:
@@ -153,6 +191,7 @@ def _check_budget(headers: list[dict[str, str]], source: str) -> None:
     if rows <= 0 or cols <= 0:
         raise InputError(f"{source}: image has zero size (DICOM Rows {rows}, Columns {cols})")
     check_voxel_budget(source, (cols, rows, frames), per, "DICOM header")
+    _check_pixel_data(headers, source)
 
 
 def _info(uid: str, headers: list[dict[str, str]]) -> DicomSeriesInfo:

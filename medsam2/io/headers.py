@@ -10,20 +10,24 @@ silently wrong or not at all:
 * data shorter than the header says: raw data (attached or in a detached data file), and gzip /
   bzip2 (NRRD) or zlib (MetaImage ``CompressedData``) streams that are cut short or corrupt.
 
-Cases the checks cannot follow (text encodings, lists of data files, ``line skip``, unknown voxel
+PNG: the IHDR width and height must describe exactly the pixel bytes of the IDAT stream (Pillow
+fills missing rows with zeros; libpng drops extra ones). Cases the checks cannot follow (text encodings, lists of data files, ``line skip``, unknown voxel
 types) are left to ITK, which reads them itself.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
+import struct
+import zlib
 from pathlib import Path
 
 from medsam2.errors import InputError
 from medsam2.io.integrity import check_data_length, check_voxel_budget, count_decompressed
 
-__all__ = ["check_metaimage_file", "check_nrrd_file"]
+__all__ = ["check_metaimage_file", "check_nrrd_file", "check_png_file"]
 
 _MAX_HEADER = 1 << 20
 _NRRD_TYPES = {
@@ -95,17 +99,18 @@ def _floats(text: str) -> list[float]:
         return []
 
 
-def _check_data(source: str, data: Path, offset: int, encoding: str, need: int) -> None:
-    """Raw: the file holds ``need`` bytes from ``offset``; compressed: its stream yields them."""
+def _check_data(source: str, data: Path, offset: int, encoding: str, need: int, attached: bool) -> None:
+    """Raw: the file holds ``need`` bytes from ``offset``; compressed: its stream yields them.
+    Data attached to the header are the rest of the file: exactly ``need`` bytes."""
     if not data.is_file():
         raise InputError(f"{source}: the header names data file {data}, which does not exist")
     if encoding == "raw":
-        check_data_length(source, data.stat().st_size - offset, need)
+        check_data_length(source, data.stat().st_size - offset, need, exact=attached)
         return
     with open(data, "rb") as fh:
         fh.seek(offset)
         have = count_decompressed(fh, encoding, source)
-    check_data_length(source, have, need, f"{encoding} image data")
+    check_data_length(source, have, need, f"{encoding} image data", exact=attached)
 
 
 # --- NRRD --------------------------------------------------------------------------------------
@@ -128,6 +133,14 @@ def _nrrd_geometry(source: str, fields: dict[str, str]) -> None:
         _check_spacing(source, [v for v in _floats(fields["spacings"]) if not math.isnan(v)], "spacings")
     directions = fields.get("space directions")
     if directions:
+        kinds = fields.get("kinds", "").lower().split()
+        tokens = re.findall(r"\([^)]*\)|none", directions.lower())
+        for axis, token in enumerate(tokens):
+            if token == "none" and (axis >= len(kinds) or kinds[axis] in ("domain", "space")):
+                raise InputError(
+                    f"{source}: the header gives no space direction for spatial axis {axis} "
+                    f"(space directions: {directions}); its spacing and orientation are unknown"
+                )
         vectors = re.findall(r"\(([^)]*)\)", directions)
         norms = [math.sqrt(sum(v * v for v in _floats(vec))) if _floats(vec) else math.nan for vec in vectors]
         _check_spacing(source, norms, "space directions")
@@ -172,18 +185,61 @@ def check_nrrd_file(path: str | Path, source: str | None = None) -> None:
     skip = int(fields.get("byte skip", fields.get("byteskip", "0")) or 0)
     data, start = layout
     need = math.prod(sizes) * bytes_per_voxel + skip
-    _check_data(source, data, start, encoding, need)
+    _check_data(source, data, start, encoding, need, attached=data == src)
 
 
 # --- MetaImage ---------------------------------------------------------------------------------
 
 
-def _meta_fields(lines: list[str]) -> dict[str, str]:
+_META_KEYS = (
+    "ObjectType", "ObjectSubType", "NDims", "DimSize", "ElementType", "ElementDataFile", "ElementSpacing",
+    "ElementSize", "Offset", "Origin", "Position", "TransformMatrix", "Rotation", "Orientation",
+    "CenterOfRotation", "AnatomicalOrientation", "BinaryData", "BinaryDataByteOrderMSB", "ElementByteOrderMSB",
+    "CompressedData", "CompressedDataSize", "HeaderSize", "ElementNumberOfChannels", "ElementMin",
+    "ElementMax", "Comment", "Name", "ID", "ParentID", "Color", "Modality", "TransformType",
+)  # fmt: skip
+_META_NUMBERS = {
+    "ndims", "dimsize", "elementspacing", "elementsize", "offset", "origin", "position", "transformmatrix",
+    "rotation", "orientation", "centerofrotation", "headersize", "compresseddatasize", "elementnumberofchannels",
+}  # fmt: skip
+_META_FLAGS = {"binarydata", "binarydatabyteordermsb", "elementbyteordermsb", "compresseddata"}
+_KNOWN = {k.lower(): k for k in _META_KEYS}
+
+
+def _meta_line(source: str, number: int, key: str, value: str) -> None:
+    """MetaIO ignores unknown keys and unparsable values (using defaults: spacing 1, origin 0):
+    refuse a garbled key close to a known one, and known numeric/flag fields that do not parse."""
+    name = key.strip()
+    if not name.isascii() or not name.isprintable():
+        raise InputError(f"{source}: header line {number} has a garbled key {name!r}; damaged header")
+    lower = name.lower()
+    if lower not in _KNOWN:
+        near = difflib.get_close_matches(lower, list(_KNOWN), n=1, cutoff=0.85)
+        if near:
+            raise InputError(
+                f"{source}: header line {number} has the unknown key {name!r} (a damaged {_KNOWN[near[0]]}?); "
+                "MetaImage readers would silently ignore it"
+            )
+        return
+    text = value.strip()
+    if lower in _META_FLAGS and text.lower() not in ("true", "false"):
+        raise InputError(f"{source}: header field {name} = {text!r} is not True or False; damaged header")
+    if lower in _META_NUMBERS and not re.fullmatch(r"[-+0-9.eEinfaINFA\s]+", text):
+        raise InputError(f"{source}: header field {name} = {text!r} is not a list of numbers; damaged header")
+
+
+def _meta_fields(lines: list[str], source: str) -> dict[str, str]:
     fields = {}
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
         key, sep, value = line.partition("=")
-        if sep:
-            fields[key.strip().lower()] = value.strip()
+        if not sep:
+            if line.strip():
+                raise InputError(
+                    f"{source}: header line {number} ({line.strip()[:40]!r}) has no '='; damaged header"
+                )
+            continue
+        _meta_line(source, number, key, value)
+        fields[key.strip().lower()] = value.strip()
     return fields
 
 
@@ -209,7 +265,9 @@ def check_metaimage_file(path: str | Path, source: str | None = None) -> None:
     src = Path(path)
     source = source or str(src)
     lines, offset = _read_lines(src, re.compile(rb"^\s*ElementDataFile\s*=", re.I))
-    fields = _meta_fields(lines)
+    if not lines or "=" not in lines[0]:
+        return  # not a MetaImage header: ITK's own error applies
+    fields = _meta_fields(lines, source)
     if "dimsize" not in fields:
         return  # not a MetaImage header: ITK's own error applies
     dims = _ints(fields["dimsize"], source, "DimSize")
@@ -232,4 +290,55 @@ def check_metaimage_file(path: str | Path, source: str | None = None) -> None:
     data, start, need = layout
     if not compressed and fields.get("headersize", "").strip() == "-1" and data.is_file():
         start = max(data.stat().st_size - need, 0)
-    _check_data(source, data, start, "zlib" if compressed else "raw", need)
+    _check_data(source, data, start, "zlib" if compressed else "raw", need, attached=data == src)
+
+
+# --- PNG ---------------------------------------------------------------------------------------
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _png_chunks(path: Path, source: str) -> tuple[bytes, list[bytes]]:
+    """(IHDR payload, IDAT payloads) of a PNG file; CRCs are left to the decoder."""
+    data = path.read_bytes()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return b"", []
+    at, ihdr, idat = 8, b"", []
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        payload = data[at + 8 : at + 8 + length]
+        if kind == b"IHDR":
+            ihdr = payload
+        elif kind == b"IDAT":
+            idat.append(payload)
+        elif kind == b"IEND":
+            break
+        at += 12 + length
+    return ihdr, idat
+
+
+def check_png_file(path: str | Path, source: str | None = None) -> None:
+    """Refuse a PNG whose pixel data do not match its IHDR size (module doc); non-interlaced only."""
+    src = Path(path)
+    source = source or str(src)
+    ihdr, idat = _png_chunks(src, source)
+    if len(ihdr) != 13:
+        return  # not a PNG, or no header: the decoders' own errors apply
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", ihdr)
+    channels = _PNG_CHANNELS.get(colour)
+    if channels is None or interlace != 0 or depth not in (1, 2, 4, 8, 16):
+        return
+    _check_shape(source, [width, height], "IHDR width/height", channels * max(depth // 8, 1))
+    need = height * (1 + (width * channels * depth + 7) // 8)
+    decoder = zlib.decompressobj()
+    have = 0
+    try:
+        for chunk in idat:
+            have += len(decoder.decompress(chunk, 1 << 22))
+            while decoder.unconsumed_tail:
+                have += len(decoder.decompress(decoder.unconsumed_tail, 1 << 22))
+    except zlib.error as exc:
+        raise InputError(f"{source}: the PNG pixel data is corrupt ({exc})") from exc
+    if not decoder.eof:
+        raise InputError(f"{source}: the PNG pixel data is truncated ({have:,} of {need:,} bytes)")
+    check_data_length(source, have, need, "PNG pixel data", exact=True)

@@ -31,6 +31,7 @@ from medsam2.io.convert import (
     sitk_reason,
     validate_volume,
 )
+from medsam2.io.headers import check_png_file
 from medsam2.io.integrity import captured_stderr
 from medsam2.types import Volume
 
@@ -102,6 +103,8 @@ def _load(
 ) -> tuple[np.ndarray, int, tuple[tuple[float, ...], tuple[float, ...], np.ndarray]]:
     if fmt == "jpeg":
         _check_complete_jpeg(path)
+    if fmt == "png":
+        check_png_file(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:

@@ -10,7 +10,8 @@ modules (`medsam2.io.nifti`, `medsam2.io.headers`) refuse such files with a clea
   size in the message, before anything is allocated.
 * `count_decompressed`: stream a gzip / zlib / bzip2 stream to its end in chunks (never holding
   it whole), counting the bytes it yields; a truncated or corrupt stream is refused.
-* `check_data_length`: the data holds at least the bytes the header describes.
+* `check_data_length`: the data holds the bytes the header describes (exactly, when the data
+  are the rest of the file).
 * `captured_stderr`: C libraries (libtiff, MetaIO) print warnings straight to file descriptor 2;
   this keeps them off the user's terminal (they are logged instead) so errors stay one line.
 """
@@ -137,12 +138,21 @@ def count_decompressed(fh: BinaryIO, encoding: str, source: str) -> int:
     return total
 
 
-def check_data_length(source: str, have: int, need: int, what: str = "image data") -> None:
-    """Refuse data shorter than the header says (a reader would fill the rest with zeros)."""
+def check_data_length(
+    source: str, have: int, need: int, what: str = "image data", exact: bool = False
+) -> None:
+    """Refuse data shorter than the header says (a reader would fill the rest with zeros) and, with
+    ``exact`` (the data are the rest of the file), longer: then the header's dimensions or voxel
+    type do not describe the data, and a reader would silently show a sheared or cropped image."""
     if have < need:
         raise InputError(
             f"{source}: the {what} is truncated: the header describes {need:,} bytes but the file holds "
             f"{max(have, 0):,}; refused (a reader would fill the missing voxels with zeros)"
+        )
+    if exact and have > need:
+        raise InputError(
+            f"{source}: the {what} holds {have - need:,} bytes more than the {need:,} the header describes; "
+            "its dimensions or voxel type do not match the data (damaged header?)"
         )
 
 

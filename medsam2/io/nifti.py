@@ -193,7 +193,7 @@ def check_nifti_data(path: str | os.PathLike[str], source: str) -> None:
             have = count_decompressed(fh, "gzip", source)
         else:
             have = data_path.stat().st_size
-    check_data_length(source, have, need, "NIfTI data")
+    check_data_length(source, have, need, "NIfTI data", exact=data_path == Path(path))
 
 
 def check_nifti_geometry(
