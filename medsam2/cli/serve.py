@@ -105,6 +105,7 @@ def _bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host.strip("[]"), port))
+        sock.listen(128)  # connections wait in the backlog until uvicorn serves them
     except OSError as exc:
         sock.close()
         raise ConfigError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror})") from None

@@ -50,14 +50,19 @@ function labelColormap() {
   return cm;
 }
 
-let frameRequested = false;
+// Redraws are coalesced: at most one per REDRAW_MS while slices stream in (a full upload of the
+// overlay is costly with software WebGL and large volumes).
+const REDRAW_MS = 150;
+let redrawTimer = null;
+let lastRedraw = 0;
 function redraw() {
-  if (frameRequested) return;
-  frameRequested = true;
-  requestAnimationFrame(() => {
-    frameRequested = false;
+  if (redrawTimer !== null) return;
+  const wait = Math.max(0, lastRedraw + REDRAW_MS - performance.now());
+  redrawTimer = setTimeout(() => {
+    redrawTimer = null;
+    lastRedraw = performance.now();
     nv.updateGLVolume();
-  });
+  }, wait);
 }
 
 const nextFrame = () => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
@@ -222,6 +227,7 @@ async function runPropagation() {
       $("progress").value = ev.done / ev.total;
       status(`propagating: ${ev.done}/${ev.total} slices`);
     });
+    nv.updateGLVolume(); // the last slices, without waiting for the coalesced redraw
     await nextFrame();
     const ms = performance.now() - t0;
     state.lastPropagation = { ...last, browser_ms: ms, browser_ms_per_slice: ms / Math.max(1, last.slices || 0) };
@@ -327,6 +333,7 @@ async function start() {
     { url: "/api/labels.nii.gz", name: "labels.nii.gz" },
   ]);
   nv.setInterpolation(true); // nearest neighbour: voxels as they are, label colours unblended
+  nv.setRadiologicalConvention(true); // patient's right on the screen's left, as medsam2's overlays
   nv.setSliceType(state.info.slicing.plane === "coronal" ? 1 : state.info.slicing.plane === "sagittal" ? 2 : 0);
   await reloadObjects();
   if (state.info.resume) await offerResume(state.info.resume);
