@@ -17,7 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
-from medsam2.data.datasets import CaseFrames, TrainingDataset, read_dataset_json
+from medsam2.data.datasets import CaseFrames, DatasetSpec, TrainingDataset, read_dataset_json
+from medsam2.data.synth.cases import SyntheticCases, is_synthetic
 from medsam2.errors import InputError
 
 __all__ = ["CaseSource", "DatasetUnion", "open_dataset", "split_roots"]
@@ -52,13 +53,26 @@ def split_roots(data: str) -> list[str]:
     return roots
 
 
+def _open_part(
+    root: str | Path, cases: list[str] | None, window: str, cache_cases: int, label_offset: int = 0
+) -> TrainingDataset | SyntheticCases:
+    """A dataset folder, or generated data for a ``synth:...`` entry (:mod:`medsam2.data.synth`)."""
+    if is_synthetic(root):
+        return SyntheticCases(str(root), cases, cache_cases, label_offset)
+    return TrainingDataset(root, cases, window, cache_cases, label_offset)
+
+
+def _spec(root: str | Path) -> DatasetSpec:
+    return SyntheticCases(str(root), []).spec if is_synthetic(root) else read_dataset_json(root)
+
+
 def open_dataset(
     data: str, cases: list[str] | None = None, window: str = "auto", cache_cases: int = 8
-) -> TrainingDataset | DatasetUnion:
-    """One dataset folder -> :class:`TrainingDataset`; several (comma-separated) -> :class:`DatasetUnion`."""
+) -> TrainingDataset | SyntheticCases | DatasetUnion:
+    """One dataset folder (or ``synth:...``) -> that dataset; several (comma-separated) -> :class:`DatasetUnion`."""
     roots = split_roots(data)
     if len(roots) == 1:
-        return TrainingDataset(roots[0], cases, window, cache_cases)
+        return _open_part(roots[0], cases, window, cache_cases)
     return DatasetUnion(roots, cases, window, cache_cases)
 
 
@@ -76,11 +90,10 @@ class DatasetUnion:
         window: str = "auto",
         cache_cases: int = 8,
     ) -> None:
-        specs = [read_dataset_json(r) for r in roots]
+        specs = [_spec(r) for r in roots]
         self.offsets = [int(v) for v in np.cumsum([0, *(max(sp.labels.values()) for sp in specs)])[:-1]]
         full = [
-            TrainingDataset(r, None, window, cache_cases, off)
-            for r, off in zip(roots, self.offsets, strict=True)
+            _open_part(r, None, window, cache_cases, off) for r, off in zip(roots, self.offsets, strict=True)
         ]
         folders = [d.spec.root.name for d in full]
         if len(set(folders)) != len(folders):

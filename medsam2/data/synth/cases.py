@@ -1,0 +1,190 @@
+"""`SyntheticCases`: an endless, deterministic training set generated on the fly (a ``CaseSource``).
+
+Use it as a dataset in ``medsam2 train --data`` (alone or in a union with real datasets)::
+
+    --data "synth:seed=0;cases=100000;size=128;depth=10"
+    --data "synth:seed=0,data/Dataset902_PhantomsCT"
+
+Case ``i`` is generated from ``(seed, i)`` only: a source drawn by weight (:mod:`.sources`), a slab
+cut at a random pose (:mod:`.slab`), a target (:mod:`.targets`), intensities painted or real, then
+corrupted (:mod:`.appearance`). Two object classes: 1 = the target, 2 = another structure.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from medsam2.data.datasets import CaseFrames, DatasetSpec
+from medsam2.data.synth import sources
+from medsam2.data.synth.appearance import corrupt, paint, to_unit
+from medsam2.data.synth.slab import Source, sample_slab
+from medsam2.data.synth.targets import OTHER, TARGET, choose_targets
+from medsam2.errors import InputError
+
+__all__ = ["SynthSpec", "SyntheticCases", "is_synthetic", "parse_synth", "generate_case"]
+
+PREFIX = "synth"
+DEFAULT_WEIGHTS = {
+    "phantom": 0.1,  # painted phantom tissue maps
+    "ct": 0.12,  # rendered CT phantoms (their own appearance)
+    "mr": 0.08,  # rendered T1/T2 phantoms
+    "brain": 0.15,  # painted MNI152 tissue maps + shells
+    "blobs": 0.15,  # painted random shapes
+    "real3d": 0.15,  # real MR volumes, supervoxels
+    "real2d": 0.25,  # real pictures as pseudo-volumes, superpixels
+}
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    """What ``synth:key=value;...`` asks for; ``weights`` are the source kinds' relative odds."""
+
+    seed: int = 0
+    cases: int = 100_000
+    size: int = 128
+    depth: int = 10
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+
+
+def is_synthetic(root: str | Path) -> bool:
+    return str(root).split(":", 1)[0] == PREFIX
+
+
+def parse_synth(text: str) -> SynthSpec:
+    """``synth`` or ``synth:seed=0;cases=1000;size=128;depth=10;brain=0.3`` -> SynthSpec (InputError if bad)."""
+    _, _, rest = str(text).partition(":")
+    known = {f.name for f in fields(SynthSpec)} - {"weights"}
+    values: dict[str, int] = {}
+    weights = dict(DEFAULT_WEIGHTS)
+    for item in filter(None, (p.strip() for p in rest.split(";"))):
+        key, eq, raw = item.partition("=")
+        try:
+            if not eq:
+                raise ValueError("expected key=value")
+            if key in known:
+                values[key] = int(raw)
+            elif key in weights:
+                weights[key] = float(raw)
+            else:
+                raise ValueError(f"unknown key (use {sorted(known)} or source weights {sorted(weights)})")
+        except ValueError as exc:
+            raise InputError(f"training data {text!r}: {item!r}: {exc}") from None
+    spec = SynthSpec(**values, weights=weights)
+    if (
+        spec.cases < 1
+        or spec.size < 16
+        or spec.depth < 1
+        or min(weights.values()) < 0
+        or sum(weights.values()) <= 0
+    ):
+        raise InputError(
+            f"training data {text!r}: cases >= 1, size >= 16, depth >= 1, weights >= 0 (not all 0)"
+        )
+    return spec
+
+
+def _source(kind: str, rng: np.random.Generator) -> Source:
+    if kind == "phantom":
+        return sources.phantom_source(int(rng.integers(0, 200)))
+    if kind in ("ct", "mr"):
+        weighting = "CT" if kind == "ct" else str(rng.choice(["T1", "T2"]))
+        return sources.rendered_phantom_source(int(rng.integers(0, 200)), weighting)
+    if kind == "brain":
+        return sources.brain_source()
+    if kind == "blobs":
+        return sources.blob_source(rng)
+    pool = sources.real3d_sources() if kind == "real3d" else sources.real2d_sources()
+    return pool[int(rng.integers(len(pool)))]
+
+
+def generate_case(spec: SynthSpec, index: int) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+    """Case ``index``: image (D, S, S) float32 in [0, 1], labels (D, S, S) int64 (0/1/2), description."""
+    rng = np.random.default_rng([spec.seed, index, 17])
+    kinds = list(spec.weights)
+    p = np.array([spec.weights[k] for k in kinds], float)
+    for _ in range(20):
+        kind = str(rng.choice(kinds, p=p / p.sum()))
+        src = _source(kind, rng)
+        slab = sample_slab(src, spec.size, spec.depth, rng)
+        fine = slab.labels
+        if "outside_mm" in slab.extra:
+            fine = sources.paint_shells(fine, slab.extra["outside_mm"], rng)
+        chosen = choose_targets(fine, src.groups, rng)
+        if chosen is None:
+            continue
+        labels, info = chosen
+        painted = slab.image is None
+        raw = paint(fine, rng) if painted else slab.image
+        assert raw is not None
+        image = to_unit(corrupt(raw, rng, painted), rng)
+        return image, labels, {**slab.info, **info, "kind": kind}
+    raise InputError(f"synthetic case {index} (seed {spec.seed}): no usable target in 20 tries")
+
+
+class SyntheticCases:
+    """A ``CaseSource`` of ``spec.cases`` generated cases (see the module doc); LRU-cached."""
+
+    def __init__(
+        self, text: str, cases: list[str] | None = None, cache_cases: int = 8, label_offset: int = 0
+    ) -> None:
+        self.synth = parse_synth(text)
+        self.label_offset = label_offset
+        folder = f"{PREFIX}{self.synth.seed}"
+        self.spec = DatasetSpec(
+            Path(folder),
+            {"0": "synthetic"},
+            {"background": 0, "synthetic_target": TARGET, "synthetic_other": OTHER},
+            self.synth.cases,
+            "",
+        )
+        all_names = [f"{folder}_{i:06d}" for i in range(self.synth.cases)]
+        names = all_names if cases is None else list(cases)
+        self._ids = [self._case_id(n) for n in names]
+        self._names = names
+        self._cache: OrderedDict[int, CaseFrames] = OrderedDict()
+        self.cache_cases = max(1, cache_cases)
+
+    def _case_id(self, name: str) -> int:
+        head, _, num = name.rpartition("_")
+        if head != f"{PREFIX}{self.synth.seed}" or not num.isdigit() or int(num) >= self.synth.cases:
+            raise InputError(f"synthetic data (seed {self.synth.seed}): unknown case {name!r}")
+        return int(num)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    @property
+    def classes(self) -> dict[int, str]:
+        return {v + self.label_offset: n for v, n in self.spec.classes.items()}
+
+    @property
+    def where(self) -> str:
+        return f"synthetic data ({self.spec.root.name})"
+
+    def is_2d(self) -> bool:
+        return False
+
+    def frames(self, index: int, axis: str = "axial") -> CaseFrames:
+        """Case ``index``; ``axis`` is ignored (each case is cut along its own random axis)."""
+        case = self._ids[index]
+        if case in self._cache:
+            self._cache.move_to_end(case)
+            return self._cache[case]
+        image, labels, _ = generate_case(self.synth, case)
+        if self.label_offset:
+            labels = np.where(labels > 0, labels + self.label_offset, 0)
+        flat = labels.reshape(labels.shape[0], -1)
+        presence = {v: (flat == v).any(axis=1) for v in self.classes if (flat == v).any()}
+        item = CaseFrames(self._names[index], "axial", image, labels, presence)
+        self._cache[case] = item
+        while len(self._cache) > self.cache_cases:
+            self._cache.popitem(last=False)
+        return item

@@ -1,0 +1,69 @@
+"""Choosing what a synthetic case asks the model to segment.
+
+From the fine labels of a slab (D, S, S), on its middle slice: one label, a label with some of the
+labels it touches, a named compound group of the source (e.g. the whole brain = CSF + GM + WM), or
+the whole foreground. Compound objects made of several intensities are what real anatomy looks
+like from a box (an organ with its vessels and lesions, a brain with its tissues), so they are
+common. A second, disjoint label may join as another object (its own memory, as at inference).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["choose_targets", "TARGET", "OTHER"]
+
+TARGET, OTHER = 1, 2
+MIN_AREA = 40  # pixels of the middle slice
+
+
+def _areas(mid: np.ndarray) -> dict[int, int]:
+    values, counts = np.unique(mid, return_counts=True)
+    return {int(v): int(c) for v, c in zip(values, counts, strict=True) if v != 0}
+
+
+def _neighbours(mid: np.ndarray, value: int) -> list[int]:
+    ring = ndimage.binary_dilation(mid == value, iterations=2) & (mid != value)
+    return [int(v) for v in np.unique(mid[ring]) if v != 0]
+
+
+def _candidate(
+    mid: np.ndarray, groups: dict[str, tuple[int, ...]], rng: np.random.Generator
+) -> tuple[str, set[int]]:
+    areas = _areas(mid)
+    kind = rng.choice(["single", "adjacent", "group", "foreground"], p=[0.35, 0.25, 0.2, 0.2])
+    present = [g for g in groups.values() if any(v in areas for v in g)]
+    if kind == "group" and present:
+        return "group", set(present[int(rng.integers(len(present)))])
+    if kind == "foreground":
+        return "foreground", set(areas)
+    value = int(rng.choice(list(areas)))
+    chosen = {value}
+    if kind == "adjacent":
+        near = _neighbours(mid, value)
+        rng.shuffle(near)
+        chosen.update(near[: int(rng.integers(1, 4))])
+    return "single" if len(chosen) == 1 else "adjacent", chosen
+
+
+def choose_targets(
+    fine: np.ndarray, groups: dict[str, tuple[int, ...]], rng: np.random.Generator, tries: int = 8
+) -> tuple[np.ndarray, dict[str, object]] | None:
+    """(D, S, S) int64 object labels (TARGET, maybe OTHER, 0) and a description; None if nothing fits."""
+    mid = fine[fine.shape[0] // 2]
+    size = mid.size
+    if not _areas(mid):
+        return None
+    for _ in range(tries):
+        kind, chosen = _candidate(mid, groups, rng)
+        area = int(np.isin(mid, list(chosen)).sum())
+        if MIN_AREA <= area <= 0.7 * size:
+            break
+    else:
+        return None
+    out = np.where(np.isin(fine, list(chosen)), TARGET, 0).astype(np.int64)
+    others = [v for v, a in _areas(mid).items() if v not in chosen and a >= MIN_AREA]
+    if others and rng.random() < 0.4:
+        out[(fine == int(rng.choice(others))) & (out == 0)] = OTHER
+    return out, {"target": kind, "labels": sorted(chosen)[:8]}

@@ -1,0 +1,120 @@
+"""Domain-randomised synthetic training data: deterministic, every source usable, targets as promised."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medsam2.data.synth import SyntheticCases, generate_case, parse_synth
+from medsam2.data.synth.cases import DEFAULT_WEIGHTS
+from medsam2.data.synth.sources import SHELLS, paint_shells
+from medsam2.data.synth.targets import MIN_AREA, OTHER, TARGET, choose_targets
+from medsam2.data.union import DatasetUnion, open_dataset
+from medsam2.errors import InputError
+from medsam2.training.synthetic import write_synthetic_dataset
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SMALL = "synth:seed=3;cases=50;size=48;depth=6"
+
+
+def only(kind: str) -> str:
+    weights = ";".join(f"{k}={1 if k == kind else 0}" for k in DEFAULT_WEIGHTS)
+    return f"{SMALL};{weights}"
+
+
+def test_parse_defaults_values_and_weights() -> None:
+    spec = parse_synth("synth")
+    assert (spec.seed, spec.cases, spec.size, spec.depth) == (0, 100_000, 128, 10)
+    spec = parse_synth("synth:seed=7;cases=10;size=64;depth=4;brain=2.5")
+    assert (spec.seed, spec.cases, spec.size, spec.depth, spec.weights["brain"]) == (7, 10, 64, 4, 2.5)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("synth:colour=3", "unknown key"),
+        ("synth:seed=x", "'seed=x'"),
+        ("synth:seed", "expected key=value"),
+        ("synth:size=8", "size >= 16"),
+        ("synth:" + ";".join(f"{k}=0" for k in DEFAULT_WEIGHTS), "not all 0"),
+    ],
+)
+def test_parse_errors_name_the_text(text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message) as err:
+        parse_synth(text)
+    assert text in str(err.value)
+
+
+@pytest.mark.parametrize("kind", list(DEFAULT_WEIGHTS))
+def test_every_source_gives_a_case_with_a_visible_target(kind: str) -> None:
+    spec = parse_synth(only(kind))
+    image, labels, info = generate_case(spec, 0)
+    assert info["kind"] == kind
+    assert image.shape == labels.shape == (6, 48, 48) and image.dtype == np.float32
+    assert 0.0 <= image.min() and image.max() <= 1.0 and image.std() > 0.01
+    assert set(np.unique(labels)) <= {0, TARGET, OTHER}
+    assert (labels[3] == TARGET).sum() >= MIN_AREA  # the middle slice holds the target
+    again = generate_case(spec, 0)
+    assert np.array_equal(again[0], image) and np.array_equal(again[1], labels)  # (seed, index) only
+
+
+def test_cases_differ_and_follow_the_seed() -> None:
+    a = generate_case(parse_synth(SMALL), 1)[1]
+    b = generate_case(parse_synth(SMALL), 2)[1]
+    c = generate_case(parse_synth(SMALL.replace("seed=3", "seed=4")), 1)[1]
+    assert not np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_targets_group_foreground_and_second_object() -> None:
+    fine = np.zeros((3, 40, 40), np.int64)
+    fine[:, 5:25, 5:25] = 1
+    fine[:, 10:20, 10:20] = 2  # inside 1
+    fine[:, 28:38, 28:38] = 3  # apart
+    kinds = set()
+    for seed in range(40):
+        out = choose_targets(fine, {"pair": (1, 2)}, np.random.default_rng(seed))
+        assert out is not None
+        labels, info = out
+        kinds.add(info["target"])
+        chosen = set(info["labels"])
+        assert np.array_equal(labels == TARGET, np.isin(fine, list(chosen)))
+        assert not (labels == OTHER).any() or chosen.isdisjoint(set(np.unique(fine[labels == OTHER])))
+        if info["target"] == "group":
+            assert chosen == {1, 2}
+    assert {"single", "adjacent", "group", "foreground"} <= kinds
+    assert choose_targets(np.zeros((2, 8, 8), np.int64), {}, np.random.default_rng(0)) is None
+
+
+def test_shells_are_painted_outside_the_brain_in_order() -> None:
+    labels = np.zeros((1, 1, 40), np.int64)
+    labels[..., :10] = 2
+    outside = np.maximum(np.arange(40, dtype=np.float32) - 9, 0)[None, None]  # mm outside the brain
+    out = paint_shells(labels, outside, np.random.default_rng(0))[0, 0]
+    assert (out[:10] == 2).all()
+    layers = [v for v in out[10:] if v != 0]
+    assert layers == sorted(layers) and set(layers) == set(SHELLS)  # CSF, then skull, then scalp
+
+
+def test_synthetic_cases_are_a_case_source_and_join_a_union(tmp_path) -> None:  # noqa: ANN001
+    cases = open_dataset(SMALL, cache_cases=2)
+    assert isinstance(cases, SyntheticCases) and len(cases) == 50
+    assert cases.names[0] == "synth3_000000" and cases.classes == {
+        1: "synthetic_target",
+        2: "synthetic_other",
+    }
+    cf = cases.frames(4)
+    assert cf.image.shape == (6, 48, 48) and TARGET in cf.presence and cf.presence[TARGET][3]
+    subset = open_dataset(SMALL, ["synth3_000004"])
+    assert np.array_equal(subset.frames(0).labels, cf.labels)
+    with pytest.raises(InputError, match="unknown case 'synth3_000050'"):
+        open_dataset(SMALL, ["synth3_000050"])
+    real = write_synthetic_dataset(
+        tmp_path / "DatasetR", num_cases=2, shape=(24, 24, 10), num_classes=1, seed=1
+    )
+    union = open_dataset(f"{real},{SMALL}")
+    assert isinstance(union, DatasetUnion) and len(union) == 52
+    assert union.classes == {1: "object1", 2: "synthetic_target", 3: "synthetic_other"}
+    got = union.frames(2 + 4)
+    assert got.name == "synth3/synth3_000004"
+    assert np.array_equal(got.labels, np.where(cf.labels > 0, cf.labels + 1, 0))
