@@ -66,16 +66,18 @@ def episode_loss(
     a mask are skipped: their output is the prompt itself), and statistics for the log:
     each loss term, "dice" (Dice of the kept masks over the episode's frames, averaged over
     objects), "dice_memory" (the same over the frames without a prompt: what the memory alone
-    achieved) and "frames" (pairs scored)."""
+    achieved) and "frames" (pairs scored).
+
+    The statistics stay on the device while the episode is scored and are read back to the host
+    once, at the end (one synchronisation per episode instead of several per frame)."""
     size = session.image_size
     total: Tensor | None = None
-    sums = dict.fromkeys(LOSS_TERMS, 0.0)
-    count, dices, memory_dices = 0, [], []
+    count = 0
+    terms: list[Tensor] = []  # per scored pair: the loss terms, detached
+    overlap: list[Tensor] = []  # per scored pair: (intersection, pred + target)
+    owners: list[tuple[int, bool]] = []  # per scored pair: (object, tracked from memory)
     for obj_id, masks in episode.targets.items():
         obj = session.objects[obj_id]
-        inter = denom = 0.0
-        tracked = 0
-        mem_inter = mem_denom = 0.0  # frames without a prompt: the memory's own work
         for f, mask in enumerate(masks):
             prompt = obj.prompts.get(f)
             if prompt is not None and prompt.mask is not None:
@@ -85,27 +87,40 @@ def episode_loss(
             target = resize_mask(mask, size, session.device)
             parts = loss_fn(out.high_res_multimasks[0], out.ious[0], out.object_score_logits[0], target)
             total = parts["total"] if total is None else total + parts["total"]
-            for k in LOSS_TERMS:
-                sums[k] += float(parts[k].detach())
+            terms.append(torch.stack([parts[k].detach().float() for k in LOSS_TERMS]))
             pred = out.high_res_masks[0, 0].detach() > 0
-            frame_inter, frame_denom = float((pred & target).sum()), float(pred.sum() + target.sum())
-            inter += frame_inter
-            denom += frame_denom
-            if prompt is None:
-                mem_inter, mem_denom = mem_inter + frame_inter, mem_denom + frame_denom
-                tracked += 1
+            overlap.append(torch.stack([(pred & target).sum(), pred.sum() + target.sum()]).float())
+            owners.append((obj_id, prompt is None))
             count += 1
-        dices.append(_dice(inter, denom))
-        if tracked:
-            memory_dices.append(_dice(mem_inter, mem_denom))
     if total is None:  # nothing to score: a zero that still reaches every parameter (DDP needs it)
         total = sum((p.sum() * 0.0 for p in trainable), torch.zeros((), device=session.device))
     else:
         total = total / count
-    stats = {k: v / max(count, 1) for k, v in sums.items()}
+    return total, _episode_stats(episode, terms, overlap, owners)
+
+
+def _episode_stats(
+    episode: Episode, terms: list[Tensor], overlap: list[Tensor], owners: list[tuple[int, bool]]
+) -> dict[str, float]:
+    """The log statistics of :func:`episode_loss` from its per-pair tensors (one host read)."""
+    count = len(owners)
+    if count:
+        values = torch.cat([torch.stack(terms), torch.stack(overlap)], dim=1).cpu().numpy()
+    else:
+        values = np.zeros((0, len(LOSS_TERMS) + 2))
+    sums = values[:, : len(LOSS_TERMS)].sum(axis=0) if count else np.zeros(len(LOSS_TERMS))
+    stats = {k: float(v) / max(count, 1) for k, v in zip(LOSS_TERMS, sums, strict=True)}
+    dices, memory_dices = [], []
+    for obj_id in episode.targets:
+        rows = [i for i, (o, _) in enumerate(owners) if o == obj_id]
+        tracked = [i for i in rows if owners[i][1]]
+        inter, denom = values[rows, -2].sum(), values[rows, -1].sum()
+        dices.append(_dice(float(inter), float(denom)))
+        if tracked:
+            memory_dices.append(_dice(float(values[tracked, -2].sum()), float(values[tracked, -1].sum())))
     stats.update(dice=float(np.mean(dices)) if dices else 1.0, frames=float(count))
     stats["dice_memory"] = float(np.mean(memory_dices)) if memory_dices else 1.0
-    return total, stats
+    return stats
 
 
 class EpisodeModel(nn.Module):
