@@ -149,11 +149,19 @@ def _nrrd_geometry(source: str, fields: dict[str, str]) -> None:
 def _nrrd_data(path: Path, fields: dict[str, str], offset: int) -> tuple[Path, int] | None:
     """(data file, byte offset of the data) or None when the layout is one ITK handles alone."""
     name = fields.get("data file", fields.get("datafile"))
-    skip = int(fields.get("byte skip", fields.get("byteskip", "0")) or 0)
-    if int(fields.get("line skip", fields.get("lineskip", "0")) or 0) != 0 or skip < 0:
+    try:
+        skip = int(fields.get("byte skip", fields.get("byteskip", "0")) or 0)
+        lines = int(fields.get("line skip", fields.get("lineskip", "0")) or 0)
+    except ValueError:
+        raise InputError(f"{path}: the header's byte skip / line skip is not an integer") from None
+    if lines != 0 or skip < 0:
         return None
     if name is None:
-        return (path, offset) if offset >= 0 else None
+        if offset < 0:
+            raise InputError(
+                f"{path}: the NRRD header never ends (no blank line before the data): file truncated"
+            )
+        return path, offset
     if len(name.split()) != 1 or "%" in name or name.upper().startswith("LIST"):
         return None
     data = Path(name) if Path(name).is_absolute() else path.parent / name
@@ -176,10 +184,7 @@ def check_nrrd_file(path: str | Path, source: str | None = None) -> None:
     _check_shape(source, sizes, "sizes", bytes_per_voxel or 1)
     _nrrd_geometry(source, fields)
     encoding = _NRRD_ENCODING.get(fields.get("encoding", "").lower().strip())
-    try:
-        layout = _nrrd_data(src, fields, offset)
-    except ValueError:
-        raise InputError(f"{source}: the header's byte skip / line skip is not an integer") from None
+    layout = _nrrd_data(src, fields, offset)
     if bytes_per_voxel is None or encoding is None or layout is None:
         return
     skip = int(fields.get("byte skip", fields.get("byteskip", "0")) or 0)
@@ -245,13 +250,15 @@ def _meta_fields(lines: list[str], source: str) -> dict[str, str]:
 
 def _meta_data(path: Path, fields: dict[str, str], offset: int, need: int) -> tuple[Path, int, int] | None:
     """(data file, data offset, bytes needed from there) or None when ITK handles the layout alone."""
-    name = fields.get("elementdatafile", "")
+    if "elementdatafile" not in fields or offset < 0:
+        raise InputError(f"{path}: the MetaImage header has no ElementDataFile line: file truncated")
+    name = fields["elementdatafile"]
     try:
         header_size = int(fields.get("headersize", "0") or 0)
     except ValueError:
         return None
     if name.upper() == "LOCAL":
-        return (path, offset, need) if offset >= 0 else None
+        return path, offset, need
     if not name or len(name.split()) != 1 or "%" in name or name.upper() == "LIST":
         return None
     data = Path(name) if Path(name).is_absolute() else path.parent / name
@@ -268,6 +275,8 @@ def check_metaimage_file(path: str | Path, source: str | None = None) -> None:
     if not lines or "=" not in lines[0]:
         return  # not a MetaImage header: ITK's own error applies
     fields = _meta_fields(lines, source)
+    if offset < 0 and {"objecttype", "ndims", "dimsize"} & set(fields):
+        raise InputError(f"{source}: the MetaImage header has no ElementDataFile line: file truncated")
     if "dimsize" not in fields:
         return  # not a MetaImage header: ITK's own error applies
     dims = _ints(fields["dimsize"], source, "DimSize")

@@ -174,9 +174,17 @@ def _dims(h1: np.ndarray, source: str) -> tuple[int, ...]:
 def check_nifti_data(path: str | os.PathLike[str], source: str) -> None:
     """Before ITK reads a NIfTI-1 file: refuse invalid or unaffordable dimensions and data shorter
     than the header describes (counted through the gzip stream for .nii.gz; module doc)."""
+    head = _read_head(Path(path), 348)
+    if len(head) < 348:
+        raise InputError(
+            f"{source}: cannot read this file: the NIfTI header is truncated ({len(head)} of 348 bytes)"
+        )
     found = _header1(Path(path))
     if found is None:
-        return
+        size = int(np.frombuffer(head[:4], "<i4")[0])
+        raise InputError(
+            f"{source}: cannot read this file: not a NIfTI-1 header (sizeof_hdr {size}, expected 348; damaged or not NIfTI)"
+        )
     h1, data_path, _ = found
     dims = _dims(h1, source)
     per_voxel = _DATATYPE_BYTES.get(int(h1["datatype"]))
