@@ -243,3 +243,23 @@ def test_segment_images_refuses_a_png_whose_size_lies(
     assert rc == 2 and len(lines) == 1, lines
     assert f"{src}: the PNG pixel data is truncated" in lines[0]
     assert not out.exists() or not list(out.rglob("*"))
+
+
+def test_header_needing_more_memory_than_available_is_refused_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Below the absurd-voxel cap, the limit is the memory the machine has (here: pretend 1 GiB)."""
+    import medsam2.io.integrity as integrity
+
+    monkeypatch.setattr(integrity, "available_memory", lambda: 1024**3)
+    src = _edit(_volume(tmp_path, "a.mha"), b"DimSize = 20 16 8", b"DimSize = 1024 1024 200")
+    out = tmp_path / "mask.nii.gz"
+    capfd.readouterr()
+    rc = main(["segment", str(src), "--point", "2,2,2", "-o", str(out), "--device", "cpu"])
+    line = capfd.readouterr().err.strip()
+    assert rc == 2 and not out.exists()
+    assert (
+        f"{src}: the header describes 1024x1024x200 = 209,715,200 voxels; reading it needs about 1.2 GiB"
+        in line
+    )
+    assert "only 1.0 GiB of memory is available; refused before allocating" in line
