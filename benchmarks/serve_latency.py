@@ -29,6 +29,7 @@ from serve_browser_helpers import (  # noqa: E402
     drag,
     open_app,
     serve,
+    snapshot,
     wait_state,
     webgl2_version,
 )
@@ -48,13 +49,12 @@ def _mni() -> Path:
     )
 
 
-def _box_prompt(
-    page: Any, wmap: WorldMap, box: tuple[int, int, int, int], k: int, previous: Any
-) -> dict[str, Any]:
+def _box_prompt(page: Any, wmap: WorldMap, box: tuple[int, int, int, int], k: int) -> dict[str, Any]:
     i0, j0, i1, j1 = box
     start, end = (
         canvas_point(page, wmap.index_to_world((i, j, k), "ras").tolist()) for i, j in ((i0, j0), (i1, j1))
     )
+    previous = snapshot(page, "lastResult")
     drag(page, start, end)
     return wait_state(page, "lastResult", 120, previous=previous)
 
@@ -66,10 +66,10 @@ def run(volume_path: Path, box: tuple[int, int, int, int], screenshot: Path | No
             gl = webgl2_version(page)
             open_app(page, url, timeout_s=180)
             k = wmap.world_to_voxel(crosshair_mm(page))[2]
-            result = _box_prompt(page, wmap, box, k, None)
+            _box_prompt(page, wmap, box, k)
             for step in (2, 4, -2):  # the same box a few slices away, then back: warm prompts
                 page.keyboard.press("ArrowUp" if step > 0 else "ArrowDown")
-                result = _box_prompt(page, wmap, box, wmap.world_to_voxel(crosshair_mm(page))[2], result)
+                _box_prompt(page, wmap, box, wmap.world_to_voxel(crosshair_mm(page))[2])
             page.click("#propagate")
             prop = wait_state(page, "lastPropagation", 900)
             lat = page.evaluate("() => window.medsam2.state.latencies")

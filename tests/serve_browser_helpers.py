@@ -135,11 +135,17 @@ def drag(page: Any, start: tuple[float, float], end: tuple[float, float]) -> Non
     page.mouse.up()
 
 
-def wait_state(page: Any, key: str, timeout_s: float = 120.0, previous: Any = None) -> Any:
-    """Wait until window.medsam2.state[key] is set (and differs from `previous`); return it."""
+def snapshot(page: Any, key: str) -> str | None:
+    """window.medsam2.state[key] as the page serialises it (to wait for a change)."""
+    return page.evaluate("(k) => JSON.stringify(window.medsam2.state[k])", key)
+
+
+def wait_state(page: Any, key: str, timeout_s: float = 120.0, previous: str | None = None) -> Any:
+    """Wait until window.medsam2.state[key] is set and its JSON differs from `previous` (a
+    `snapshot` taken before the action); return it."""
     page.wait_for_function(
         "([k, prev]) => { const v = window.medsam2.state[k]; return v && JSON.stringify(v) !== prev; }",
-        arg=[key, None if previous is None else __import__("json").dumps(previous)],
+        arg=[key, previous],
         timeout=timeout_s * 1000,
     )
     return page.evaluate("(k) => window.medsam2.state[k]", key)

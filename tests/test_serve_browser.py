@@ -25,6 +25,7 @@ from serve_browser_helpers import (
     open_app,
     red_pixels,
     serve,
+    snapshot,
     wait_state,
     webgl2_version,
 )
@@ -93,10 +94,11 @@ def test_box_propagate_save_in_the_browser(tmp_path: Path) -> None:
         assert red_pixels(after, local) > 0.2 * result["pixels"]
         # Shift+click: a positive point on the same slice; Ctrl+Z takes it back
         centre = canvas_point(page, wmap.index_to_world((CENTRE[0], CENTRE[1], k), "ras").tolist())
+        before_click = snapshot(page, "lastResult")
         page.keyboard.down("Shift")
         page.mouse.click(*centre)
         page.keyboard.up("Shift")
-        clicked = wait_state(page, "lastResult", 60, previous=result)
+        clicked = wait_state(page, "lastResult", 60, previous=before_click)
         sent = page.evaluate("() => window.medsam2.state.lastPrompt")
         assert sent["labels"] == [1] and clicked["slice"] == k
         assert np.allclose(clicked["voxels"][0][:2], CENTRE[:2], atol=1.5)
@@ -106,6 +108,22 @@ def test_box_propagate_save_in_the_browser(tmp_path: Path) -> None:
         page.click("#propagate")
         prop = wait_state(page, "lastPropagation", 180)
         assert prop["type"] == "done" and prop["slices"] == 20 and not prop["cancelled"]
+        # a correction after propagating (Alt+click: negative, on another slice) propagates again
+        page.keyboard.press("ArrowUp")
+        k2 = wmap.world_to_voxel(crosshair_mm(page))[2]
+        assert k2 != k
+        before_click, before_prop = snapshot(page, "lastResult"), snapshot(page, "lastPropagation")
+        page.keyboard.down("Alt")
+        page.mouse.click(
+            *canvas_point(page, wmap.index_to_world((CENTRE[0] + 9, CENTRE[1], k2), "ras").tolist())
+        )
+        page.keyboard.up("Alt")
+        corrected = wait_state(page, "lastResult", 60, previous=before_click)
+        assert corrected["slice"] == k2 and page.evaluate("() => window.medsam2.state.lastPrompt.labels") == [
+            0
+        ]
+        again = wait_state(page, "lastPropagation", 180, previous=before_prop)
+        assert again["type"] == "done" and page.evaluate("() => window.medsam2.state.propagations") == 2
         page.keyboard.press("Control+s")
         saved = wait_state(page, "saved", 60)
         assert saved["saved"] == out.name

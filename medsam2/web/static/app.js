@@ -8,7 +8,7 @@ const $ = (id) => document.getElementById(id);
 const canvas = $("gl");
 const state = {
   info: null, objects: [], selected: null, tool: "box", busy: false, overlay: true, opacity: 0.5,
-  lastPrompt: null, lastResult: null, lastPropagation: null, saved: null, latencies: [], errors: [],
+  lastPrompt: null, lastResult: null, lastPropagation: null, running: null, propagations: 0, saved: null, latencies: [], errors: [],
 };
 window.medsam2 = { state, ready: false }; // read by the browser tests
 
@@ -61,8 +61,15 @@ function redraw() {
   redrawTimer = setTimeout(() => {
     redrawTimer = null;
     lastRedraw = performance.now();
-    nv.updateGLVolume();
+    drawLabels();
   }, wait);
+}
+
+// Upload only the labels layer (layer 1) and draw: much cheaper than updateGLVolume(), which
+// also re-uploads the image.
+function drawLabels() {
+  nv.refreshLayers(nv.volumes[1], 1);
+  nv.drawScene();
 }
 
 const nextFrame = () => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
@@ -166,22 +173,35 @@ async function guard(action) {
   }
 }
 
+// A running propagation is cancelled first: the new prompt changes what it would produce.
+async function stopPropagation() {
+  if (!state.busy) return;
+  await api.cancel();
+  await state.running;
+}
+
+// After a correction (or undo) on a volume propagated before, propagate again on our own.
+function repropagate() {
+  if ($("auto").checked && state.lastPropagation && !state.busy) runPropagation();
+}
+
 async function sendPrompt(prompt) {
-  if (state.busy) return status("propagating: cancel it (Esc) first", true);
   const t0 = performance.now();
+  await stopPropagation();
   if (state.selected === null) await addObject();
   state.lastPrompt = { object: state.selected, ...prompt };
   const t1 = performance.now();
   const res = await api.prompt(state.selected, prompt);
   const t2 = performance.now();
   applyPatch(res.patch);
-  nv.updateGLVolume();
+  drawLabels();
   await nextFrame();
   const ms = performance.now() - t0;
   state.lastResult = res;
   state.latencies.push({ ms, server_ms: res.ms, request_ms: t2 - t1, draw_ms: performance.now() - t2 });
   status(`slice ${res.slice}: ${res.pixels} pixels in ${ms.toFixed(0)} ms (model ${res.ms.toFixed(0)} ms)`);
   await reloadObjects();
+  repropagate();
 }
 
 nv.onDragRelease = (p) => {
@@ -214,8 +234,12 @@ function setBusy(busy) {
   $("cancel").disabled = !busy;
 }
 
-async function runPropagation() {
-  if (state.busy) return;
+function runPropagation() {
+  if (!state.busy) state.running = propagateNow();
+  return state.running;
+}
+
+async function propagateNow() {
   setBusy(true);
   $("progress").value = 0;
   const t0 = performance.now();
@@ -227,9 +251,10 @@ async function runPropagation() {
       $("progress").value = ev.done / ev.total;
       status(`propagating: ${ev.done}/${ev.total} slices`);
     });
-    nv.updateGLVolume(); // the last slices, without waiting for the coalesced redraw
+    drawLabels(); // the last slices, without waiting for the coalesced redraw
     await nextFrame();
     const ms = performance.now() - t0;
+    state.propagations += 1;
     state.lastPropagation = { ...last, browser_ms: ms, browser_ms_per_slice: ms / Math.max(1, last.slices || 0) };
     if (last.type === "error") status(last.error, true);
     else status(`${last.cancelled ? "cancelled after" : "propagated"} ${last.slices} slices in ${(ms / 1000).toFixed(1)} s (${(ms / Math.max(1, last.slices)).toFixed(0)} ms per slice)`);
@@ -242,10 +267,12 @@ async function runPropagation() {
 
 async function undo() {
   if (state.selected === null) return;
+  await stopPropagation();
   const res = await api.undo(state.selected);
   await reloadLabels(); // the object's propagated slices were dropped: take the server's labels
-  status(`undone the last prompt of object ${state.selected} (slice ${res.slice}); propagate again to update the other slices`);
+  status(`undone the last prompt of object ${state.selected} (slice ${res.slice})`);
   await reloadObjects();
+  repropagate();
 }
 
 async function reloadLabels() {
@@ -293,6 +320,14 @@ function cycleObject(step) {
   renderObjects();
 }
 
+// One slice up/down along the view shown (axial: z, coronal: y, sagittal: x of NiiVue's RAS grid).
+function moveSlice(step) {
+  const type = nv.opts.sliceType;
+  const d = [0, 0, 0];
+  d[type === 1 ? 1 : type === 2 ? 0 : 2] = step;
+  nv.moveCrosshairInVox(d[0], d[1], d[2]);
+}
+
 function onKey(e) {
   if (e.target instanceof HTMLInputElement && e.target.type === "text") return;
   const ctrl = e.ctrlKey || e.metaKey;
@@ -309,10 +344,12 @@ function onKey(e) {
     Enter: () => runPropagation(),
     Escape: () => state.busy && guard(() => api.cancel()),
     o: () => { state.overlay = !state.overlay; refreshColors(); },
+    ArrowUp: () => moveSlice(1), ArrowDown: () => moveSlice(-1),
+    PageUp: () => moveSlice(1), PageDown: () => moveSlice(-1),
     1: () => nv.setSliceType(0), 2: () => nv.setSliceType(1), 3: () => nv.setSliceType(2), 4: () => nv.setSliceType(3),
   };
   const action = actions[e.key.length === 1 ? e.key.toLowerCase() : e.key];
-  if (action && action() !== false && (ctrl || e.key === "Enter")) e.preventDefault();
+  if (action && action() !== false && (ctrl || e.key === "Enter" || e.key.startsWith("Arrow"))) e.preventDefault();
 }
 
 async function offerResume(resume) {
