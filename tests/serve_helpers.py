@@ -48,10 +48,10 @@ def oblique_volume(shape: tuple[int, int, int] = (40, 32, 12)) -> Volume:
 
 
 def make_client(
-    model: Sam2Model, volume: Volume, output: Path, **app_kwargs: Any
+    model: Sam2Model, volume: Volume, output: Path, output_format: str | None = None, **app_kwargs: Any
 ) -> tuple[TestClient, ServeState]:
     annotator = Annotator(model, volume, memory="fifo", cache_size=4)
-    state = ServeState(annotator, output)
+    state = ServeState(annotator, output, output_format)
     app = create_app(state, token=TOKEN, port=PORT, **app_kwargs)
     client = TestClient(app, base_url=BASE, headers={"X-Medsam2-Token": TOKEN}, raise_server_exceptions=False)
     return client, state

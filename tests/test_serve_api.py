@@ -214,3 +214,21 @@ def test_autosave_and_continue(model, tmp_path: Path) -> None:
     other = oblique_volume((40, 32, 10))
     _, state3 = make_client(model, other, out)
     assert state3.resume is None
+
+
+def test_dicom_input_saves_a_dicom_seg(model, tmp_path: Path) -> None:
+    pytest.importorskip("highdicom")
+    pydicom = pytest.importorskip("pydicom")
+    from data_files import pydicom_series_dir
+
+    vol = read_image(pydicom_series_dir())
+    out = tmp_path / "seg.dcm"
+    client, state = make_client(model, vol, out, output_format="dicom-seg")
+    client.post("/api/objects", json={"name": "lesion"})
+    centre = tuple(n // 2 for n in vol.shape)
+    lo, hi = (centre[0] - 4, centre[1] - 4, centre[2]), (centre[0] + 4, centre[1] + 4, centre[2])
+    r = client.post("/api/objects/1/prompts", json=box_body(vol, lo, hi))
+    assert r.status_code == 200 and r.json()["slice"] == centre[2], r.text
+    assert client.post("/api/save", json={}).json()["saved"] == "seg.dcm"
+    ds = pydicom.dcmread(out)
+    assert ds.Modality == "SEG" and ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
