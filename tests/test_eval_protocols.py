@@ -118,12 +118,14 @@ def test_one_prompt_2d_stream(tmp_path: Path) -> None:
         label[3 + i : 12 + i, 4:14] = 1
         cases[f"img{i}"] = ((label * 100 + rng.normal(0, 3, label.shape)).astype(np.float32), label)
     ds = write_dataset(tmp_path / "ds2", cases, spacing=(0.5, 0.7))
-    cfg = EvalConfig(protocol="one-prompt-2d", stream_every=2, classes=(1,))
+    cfg = EvalConfig(protocol="one-prompt-2d", stream_every=2, classes=(1,), save_predictions=True)
     out = evaluate_dataset(ds, tmp_path / "o", [StubSegmenter("oracle")], cfg)
     rows = _rows(out)
     assert [r.prompted_image for r in rows] == [True, False, True, False, True]
     assert all(r.dice == 1.0 and r.hd95 == 0.0 for r in rows)
     assert out.summary["per_class"][0]["n_valid"] == 2  # prompted images are left out
+    saved = sorted(p.name for p in (tmp_path / "o" / "predictions" / "oracle" / "image").iterdir())
+    assert saved == [f"img{i}__class1.nii.gz" for i in range(5)]
 
 
 def test_paired_ablation_and_distance_bins(data: Path, tmp_path: Path) -> None:

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from medsam2.evaluation.run import rank_barrier, safe_name, shard_of, world, write_json
-from medsam2.evaluation.tables import write_csv
+from medsam2.evaluation.run import rank_barrier, shard_of, world, write_json
+from medsam2.evaluation.tables import safe_name, write_csv
 from medsam2.model.sam2_model import Sam2Model
 from medsam2.types import Volume
 from medsam2.volume import VolumeObject

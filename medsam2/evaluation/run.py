@@ -28,7 +28,7 @@ from medsam2.evaluation.config import EvalConfig
 from medsam2.evaluation.segmenters import Segmenter
 from medsam2.evaluation.stream import evaluate_stream
 from medsam2.evaluation.summary import summarize
-from medsam2.evaluation.tables import CaseResults, CaseRow, SliceRow, StepRow, write_csv
+from medsam2.evaluation.tables import CaseResults, CaseRow, SliceRow, StepRow, safe_name, write_csv
 from medsam2.io.atomic import atomic_output
 
 __all__ = ["EvalOutcome", "evaluate_dataset", "shard_of", "safe_name", "write_json", "world", "rank_barrier"]
@@ -55,10 +55,6 @@ def world() -> tuple[int, int]:
 def shard_of(count: int, rank: int, size: int) -> list[int]:
     """Indices this rank handles: rank, rank + size, ..."""
     return list(range(rank, count, size))
-
-
-def safe_name(case: str) -> str:
-    return case.replace("/", "__").replace("\\", "__")
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -176,7 +172,8 @@ def evaluate_dataset(
     if cfg.protocol == "one-prompt-2d":
         stream_file = root / "cases" / "_stream.json"
         if rank == 0 and _load_case(stream_file, key) is None:
-            res = evaluate_stream(ds, indices, segmenters, cfg)
+            save = root / "predictions" if cfg.save_predictions else None
+            res = evaluate_stream(ds, indices, segmenters, cfg, save)
             write_json(stream_file, {"key": key, "results": res.to_json()})
     else:
         for i in shard_of(len(ds), rank, size):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -21,9 +22,10 @@ from medsam2.evaluation.config import EvalConfig
 from medsam2.evaluation.metrics import mask_metrics
 from medsam2.evaluation.prompting import make_prompt
 from medsam2.evaluation.segmenters import Segmenter
-from medsam2.evaluation.tables import CaseResults, CaseRow
-from medsam2.preprocessing import slice_geometry
+from medsam2.evaluation.tables import CaseResults, CaseRow, safe_name
+from medsam2.preprocessing import frames_to_volume, slice_geometry
 from medsam2.training.recipes import ImageStack
+from medsam2.types import Volume
 
 __all__ = ["evaluate_stream"]
 
@@ -47,7 +49,12 @@ def _row(
 
 
 def _stream_class(
-    ds: TrainingDataset, indices: Sequence[int], value: int, segmenters: Sequence[Segmenter], cfg: EvalConfig
+    ds: TrainingDataset,
+    indices: Sequence[int],
+    value: int,
+    segmenters: Sequence[Segmenter],
+    cfg: EvalConfig,
+    save_dir: Path | None,
 ) -> list[CaseRow]:
     members = [(i, ds.frames(i)) for i in indices]
     members = [(i, cf) for i, cf in members if value in cf.presence]
@@ -76,15 +83,31 @@ def _stream_class(
                 _row(ds.names[i], value, ds.classes[value], seg, cfg, probs[t] > 0.5, truths[t], spacing,
                      t in prompted, t, seconds)
             )  # fmt: skip
+            if save_dir is not None:
+                name = f"{safe_name(ds.names[i])}__class{value}{ds.spec.file_ending}"
+                _save_2d(probs[t] > 0.5, image, save_dir / seg.label.replace("/", "_") / "image" / name)
     return rows
 
 
+def _save_2d(mask: np.ndarray, image: Volume, path: Path) -> None:
+    """One image's predicted mask (0/1) in the image's own geometry."""
+    from medsam2.io.writers import write_mask
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    geom = slice_geometry(image, "auto")
+    write_mask(frames_to_volume(mask[None].astype(np.uint8), geom), image, path)
+
+
 def evaluate_stream(
-    ds: TrainingDataset, indices: Sequence[int], segmenters: Sequence[Segmenter], cfg: EvalConfig
+    ds: TrainingDataset,
+    indices: Sequence[int],
+    segmenters: Sequence[Segmenter],
+    cfg: EvalConfig,
+    save_dir: Path | None = None,
 ) -> CaseResults:
     """Rows of every image of every class's stream (see the module docstring)."""
     rows: list[CaseRow] = []
     for value in ds.classes:
         if cfg.classes is None or value in cfg.classes:
-            rows.extend(_stream_class(ds, indices, value, segmenters, cfg))
+            rows.extend(_stream_class(ds, indices, value, segmenters, cfg, save_dir))
     return CaseResults(rows, [], [])

@@ -17,7 +17,16 @@ from typing import Any
 
 from medsam2.io.atomic import atomic_output
 
-__all__ = ["CaseRow", "SliceRow", "StepRow", "CaseResults", "write_csv", "rows_from_dicts", "csv_text"]
+__all__ = [
+    "safe_name",
+    "CaseRow",
+    "SliceRow",
+    "StepRow",
+    "CaseResults",
+    "write_csv",
+    "rows_from_dicts",
+    "csv_text",
+]
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,11 @@ class CaseResults:
             rows_from_dicts(SliceRow, data["slices"]),
             rows_from_dicts(StepRow, data["steps"]),
         )
+
+
+def safe_name(case: str) -> str:
+    """A case name as a file name (the names of dataset unions contain '/')."""
+    return case.replace("/", "__").replace("\\", "__")
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
