@@ -56,8 +56,10 @@ def hiera_t_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _info(path: Path, capsys: pytest.CaptureFixture[str]) -> str:
-    assert main(["info", str(path)]) == 0
+def _info(path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
+    """`medsam2 info`'s image-size line (the loader runs inside it and logs its decision)."""
+    with caplog.at_level(logging.INFO, logger="medsam2.model.checkpoint"):
+        assert main(["info", str(path)]) == 0
     return next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("image size:"))
 
 
@@ -66,20 +68,23 @@ def test_info_and_loader_say_512_for_a_bowang_release(
 ) -> None:
     release = hiera_t_file.with_name("MedSAM2_latest.pt")
     os.link(hiera_t_file, release)
-    line = _info(release, capsys)
+    line = _info(release, capsys, caplog)
     assert line.startswith("image size:  512 (") and "bowang-lab" in line, line
-    with caplog.at_level(logging.INFO, logger="medsam2.model.checkpoint"):
-        model = load_model(release)
-    assert model.image_size == 512 and model.config.name == "sam2.1_hiera_t"
     assert any("input size 512 px" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
 
 def test_same_weights_under_another_name_load_at_1024(
     hiera_t_file: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    line = _info(hiera_t_file, capsys)
+    line = _info(hiera_t_file, capsys, caplog)
     assert line.startswith("image size:  1024 (") and "preset's 1024 px" in line, line
-    with caplog.at_level(logging.INFO, logger="medsam2.model.checkpoint"):
-        model = load_model(hiera_t_file)
-    assert model.image_size == 1024
     assert any("input size 1024 px" in r.getMessage() for r in caplog.records)
+
+
+def test_loader_uses_the_size_it_reports(tmp_path: Path) -> None:
+    """The tiny preset (128 px) under a bowang-lab name: not Hiera-T, so the preset size stays."""
+    torch.manual_seed(0)
+    path = tmp_path / "MedSAM2_latest.pt"
+    torch.save({"model": Sam2Model(PRESETS["tiny"]).state_dict()}, path)
+    assert load_model(path).image_size == 128
+    assert load_model(path.rename(tmp_path / "other.pt"), image_size=512).image_size == 512

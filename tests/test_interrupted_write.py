@@ -44,10 +44,10 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    i, j, k = np.meshgrid(np.arange(40), np.arange(36), np.arange(8), indexing="ij")
-    inside = ((i - 20) / 10.0) ** 2 + ((j - 18) / 8.0) ** 2 + ((k - 4) / 3.0) ** 2 <= 1.0
+    i, j, k = np.meshgrid(np.arange(40), np.arange(36), np.arange(4), indexing="ij")
+    inside = ((i - 20) / 10.0) ** 2 + ((j - 18) / 8.0) ** 2 + ((k - 2) / 2.0) ** 2 <= 1.0
     image = sitk.GetImageFromArray(np.where(inside, 180, 20).astype(np.int16).transpose(2, 1, 0).copy())
     path = tmp_path_factory.mktemp("input") / "ct.nii.gz"
     sitk.WriteImage(image, str(path))
@@ -55,7 +55,7 @@ def volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _args(volume: Path, out: Path, *extra: str) -> list[str]:
-    return ["segment", str(volume), "--box", "11,11,4,29,25,4", "--device", "cpu", "-o", str(out), *extra]
+    return ["segment", str(volume), "--box", "11,11,2,29,25,2", "--device", "cpu", "-o", str(out), *extra]
 
 
 def _kill_while_writing(args: list[str], mark: Path) -> str:
@@ -75,29 +75,21 @@ def _kill_while_writing(args: list[str], mark: Path) -> str:
     return mark.read_text()
 
 
-def test_sigkill_during_write_leaves_no_output_then_next_run_cleans_up(volume: Path, tmp_path: Path) -> None:
-    out = tmp_path / "mask.nii.gz"
-    tmp_name = Path(_kill_while_writing(_args(volume, out), tmp_path / "mark"))
-    assert not out.exists() and not out.with_name("mask.json").exists()
-    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".mask.tmp-")]
-    assert leftovers == [tmp_name]  # recognisable: hidden, ".tmp-<pid>-", the output's own suffix
-    assert tmp_name.name.endswith(".nii.gz")
+def test_sigkill_during_writes_never_leaves_a_truncated_output(volume: Path, tmp_path: Path) -> None:
     from medsam2.cli.main import main
 
+    out, summary = tmp_path / "mask.nii.gz", tmp_path / "mask.json"
+    # 1. killed during its first write: nothing under the output names, a recognisable leftover
+    tmp_name = Path(_kill_while_writing(_args(volume, out), tmp_path / "mark1"))
+    assert not out.exists() and not summary.exists()
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".mask.tmp-")] == [tmp_name]
+    assert tmp_name.name.endswith(".nii.gz")  # hidden, ".tmp-<pid>-", the output's own suffix
+    # 2. the next run completes and removes the leftover of the killed one
     assert main(_args(volume, out)) == 0
-    assert not tmp_name.exists()  # the next run removed the leftover of the killed one
-    mask = read_image(out)
-    assert mask.shape == (40, 36, 8) and int(mask.array.max()) == 1
-    assert json.loads(out.with_name("mask.json").read_text())["output"] == str(out)
-
-
-def test_sigkill_during_overwrite_keeps_the_complete_previous_file(volume: Path, tmp_path: Path) -> None:
-    out = tmp_path / "mask.nii.gz"
-    from medsam2.cli.main import main
-
-    assert main(_args(volume, out)) == 0
-    before, summary = out.read_bytes(), out.with_name("mask.json").read_bytes()
-    _kill_while_writing(_args(volume, out, "--overwrite", "--memory", "fifo"), tmp_path / "mark")
-    assert out.read_bytes() == before  # byte for byte the previous, complete file
-    assert out.with_name("mask.json").read_bytes() == summary
-    assert read_image(out).shape == (40, 36, 8)
+    assert not tmp_name.exists()
+    assert read_image(out).shape == (40, 36, 4) and int(read_image(out).array.max()) == 1
+    assert json.loads(summary.read_text())["output"] == str(out)
+    # 3. killed while overwriting: the previous files stay, byte for byte complete
+    before, summary_before = out.read_bytes(), summary.read_bytes()
+    _kill_while_writing(_args(volume, out, "--overwrite", "--memory", "fifo"), tmp_path / "mark2")
+    assert out.read_bytes() == before and summary.read_bytes() == summary_before
