@@ -163,3 +163,35 @@ def test_make_demo_does_not_install_the_dev_extra() -> None:
     recipe = rule.group(0)
     assert "dev" not in recipe and "$(STAMP)" not in recipe, recipe
     assert "torch==2.13.0" in recipe and "pip install" in recipe, recipe
+
+
+_WITHOUT_DICOM_EXTRA = """
+import importlib.abc, sys
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("pydicom", "highdicom"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, Blocker())
+from medsam2.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_dicom_seg_without_the_dicom_extra_says_what_to_install(tmp_path: Path) -> None:
+    """The one feature that needs the ``dicom`` extra fails with a one-line install hint, writes nothing."""
+    from data_files import pydicom_series_dir
+
+    out = tmp_path / "seg.dcm"
+    argv = ["segment", str(pydicom_series_dir()), "--point", "8,8,2", "--device", "cpu", "-o", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_DICOM_EXTRA, *argv],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("medsam2: no --checkpoint")]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("medsam2 segment: error: ") and "pip install 'medical-sam2[dicom]'" in lines[0]
+    assert list(tmp_path.iterdir()) == []
