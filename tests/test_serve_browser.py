@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -63,6 +64,75 @@ def _volume(path: Path) -> None:
     sitk.WriteImage(array_to_image(arr, (1.0, 1.2, 3.0), (-30.0, 12.0, -25.0), np.eye(3)), str(path))
 
 
+def _state(page: Any, expression: str) -> Any:
+    return page.evaluate(f"() => window.medsam2.state.{expression}")
+
+
+def _shift_click(page: Any, key: str, point: tuple[float, float]) -> None:
+    page.keyboard.down(key)
+    page.mouse.click(*point)
+    page.keyboard.up(key)
+
+
+def _box(page: Any, wmap: WorldMap) -> int:
+    """Drag a box around the object on the slice shown; check mm, slice and overlay. -> the slice."""
+    k = wmap.world_to_voxel(crosshair_mm(page))[2]
+    corners = [(CENTRE[0] - 13, CENTRE[1] - 11, k), (CENTRE[0] + 13, CENTRE[1] + 11, k)]
+    start, end = (canvas_point(page, wmap.index_to_world(c, "ras").tolist()) for c in corners)
+    before = page.locator("#gl").screenshot()
+    drag(page, start, end)
+    result = wait_state(page, "lastResult", 60)
+    # the server got the millimetres the viewer reports, on the slice being shown, where the drag was
+    got = np.array(result["voxels"])
+    expected = np.array([wmap.world_to_index(mm, "ras") for mm in _state(page, "lastPrompt.box")])
+    assert np.allclose(got, expected, atol=1e-3) and result["slice"] == k
+    assert np.allclose(got[:, :2], np.array(corners, float)[:, :2], atol=1.5)
+    # the overlay is drawn over the object, in the object's colour
+    box = page.locator("#gl").bounding_box()
+    local = (min(start[0], end[0]) - box["x"], min(start[1], end[1]) - box["y"],
+             max(start[0], end[0]) - box["x"], max(start[1], end[1]) - box["y"])  # fmt: skip
+    after = page.locator("#gl").screenshot()
+    assert result["pixels"] > 50 and red_pixels(before, local) == 0
+    assert red_pixels(after, local) > 0.2 * result["pixels"]
+    return k
+
+
+def _click_and_undo(page: Any, wmap: WorldMap, k: int) -> None:
+    """Shift+click: a positive point on the same slice; Ctrl+Z takes it back."""
+    previous = snapshot(page, "lastResult")
+    _shift_click(
+        page, "Shift", canvas_point(page, wmap.index_to_world((CENTRE[0], CENTRE[1], k), "ras").tolist())
+    )
+    clicked = wait_state(page, "lastResult", 60, previous=previous)
+    assert _state(page, "lastPrompt.labels") == [1] and clicked["slice"] == k
+    assert np.allclose(clicked["voxels"][0][:2], CENTRE[:2], atol=1.5)
+    page.wait_for_function("() => window.medsam2.state.objects[0].prompts === 2")
+    page.keyboard.press("Control+z")
+    page.wait_for_function("() => window.medsam2.state.objects[0].prompts === 1", timeout=60_000)
+
+
+def _correct_after_propagating(page: Any, wmap: WorldMap, k: int) -> None:
+    """Alt+click (negative) on another slice of a propagated volume propagates again by itself."""
+    page.keyboard.press("ArrowUp")
+    k2 = wmap.world_to_voxel(crosshair_mm(page))[2]
+    assert k2 == k + 1
+    previous, before = snapshot(page, "lastResult"), snapshot(page, "lastPropagation")
+    _shift_click(
+        page, "Alt", canvas_point(page, wmap.index_to_world((CENTRE[0] + 9, CENTRE[1], k2), "ras").tolist())
+    )
+    corrected = wait_state(page, "lastResult", 60, previous=previous)
+    assert corrected["slice"] == k2 and _state(page, "lastPrompt.labels") == [0]
+    again = wait_state(page, "lastPropagation", 180, previous=before)
+    assert again["type"] == "done" and _state(page, "propagations") == 2
+
+
+def _check_saved(out: Path, volume: Any) -> None:
+    labels = read_image(out)
+    assert labels.shape == volume.shape and np.allclose(labels.origin, volume.origin, atol=1e-4)
+    assert np.allclose(labels.spacing, volume.spacing) and np.allclose(labels.direction, volume.direction)
+    assert len(np.flatnonzero((labels.array == 1).any(axis=(0, 1)))) >= 3  # propagated to other slices
+
+
 def test_box_propagate_save_in_the_browser(tmp_path: Path) -> None:
     _need_browser()
     src, out = tmp_path / "blob.nii.gz", tmp_path / "blob_labels.nii.gz"
@@ -73,66 +143,19 @@ def test_box_propagate_save_in_the_browser(tmp_path: Path) -> None:
         assert (webgl2_version(page) or "").startswith("WebGL 2.0")
         open_app(page, url)
         assert "token=" not in page.url  # the token went into a cookie
-        k = wmap.world_to_voxel(crosshair_mm(page))[2]
-        corners = [(CENTRE[0] - 13, CENTRE[1] - 11, k), (CENTRE[0] + 13, CENTRE[1] + 11, k)]
-        start, end = (canvas_point(page, wmap.index_to_world(c, "ras").tolist()) for c in corners)
-        before = page.locator("#gl").screenshot()
-        drag(page, start, end)
-        result = wait_state(page, "lastResult", 60)
-        sent = page.evaluate("() => window.medsam2.state.lastPrompt")
-        # the server got the millimetres the viewer reports, on the slice being shown
-        got = np.array(result["voxels"])
-        expected = np.array([wmap.world_to_index(mm, "ras") for mm in sent["box"]])
-        assert np.allclose(got, expected, atol=1e-3) and result["slice"] == k
-        assert np.allclose(got[:, :2], np.array(corners, float)[:, :2], atol=1.5)  # where the drag was
-        # the overlay is drawn over the object, in the object's colour
-        area = (min(start[0], end[0]), min(start[1], end[1]), max(start[0], end[0]), max(start[1], end[1]))
-        box = page.locator("#gl").bounding_box()
-        local = (area[0] - box["x"], area[1] - box["y"], area[2] - box["x"], area[3] - box["y"])
-        after = page.locator("#gl").screenshot()
-        assert result["pixels"] > 50 and red_pixels(before, local) == 0
-        assert red_pixels(after, local) > 0.2 * result["pixels"]
-        # Shift+click: a positive point on the same slice; Ctrl+Z takes it back
-        centre = canvas_point(page, wmap.index_to_world((CENTRE[0], CENTRE[1], k), "ras").tolist())
-        before_click = snapshot(page, "lastResult")
-        page.keyboard.down("Shift")
-        page.mouse.click(*centre)
-        page.keyboard.up("Shift")
-        clicked = wait_state(page, "lastResult", 60, previous=before_click)
-        sent = page.evaluate("() => window.medsam2.state.lastPrompt")
-        assert sent["labels"] == [1] and clicked["slice"] == k
-        assert np.allclose(clicked["voxels"][0][:2], CENTRE[:2], atol=1.5)
-        page.wait_for_function("() => window.medsam2.state.objects[0].prompts === 2")
-        page.keyboard.press("Control+z")
-        page.wait_for_function("() => window.medsam2.state.objects[0].prompts === 1", timeout=60_000)
+        k = _box(page, wmap)
+        _click_and_undo(page, wmap, k)
         page.click("#propagate")
         prop = wait_state(page, "lastPropagation", 180)
         assert prop["type"] == "done" and prop["slices"] == 20 and not prop["cancelled"]
-        # a correction after propagating (Alt+click: negative, on another slice) propagates again
-        page.keyboard.press("ArrowUp")
-        k2 = wmap.world_to_voxel(crosshair_mm(page))[2]
-        assert k2 != k
-        before_click, before_prop = snapshot(page, "lastResult"), snapshot(page, "lastPropagation")
-        page.keyboard.down("Alt")
-        page.mouse.click(
-            *canvas_point(page, wmap.index_to_world((CENTRE[0] + 9, CENTRE[1], k2), "ras").tolist())
-        )
-        page.keyboard.up("Alt")
-        corrected = wait_state(page, "lastResult", 60, previous=before_click)
-        assert corrected["slice"] == k2 and page.evaluate("() => window.medsam2.state.lastPrompt.labels") == [
-            0
-        ]
-        again = wait_state(page, "lastPropagation", 180, previous=before_prop)
-        assert again["type"] == "done" and page.evaluate("() => window.medsam2.state.propagations") == 2
+        _correct_after_propagating(page, wmap, k)
         page.keyboard.press("Control+s")
-        saved = wait_state(page, "saved", 60)
-        assert saved["saved"] == out.name
-        labels = read_image(out)
-        assert labels.shape == volume.shape and np.allclose(labels.origin, volume.origin, atol=1e-4)
-        assert np.allclose(labels.spacing, volume.spacing) and np.allclose(labels.direction, volume.direction)
-        assert len(np.flatnonzero((labels.array == 1).any(axis=(0, 1)))) >= 3  # propagated to other slices
+        assert wait_state(page, "saved", 60)["saved"] == out.name
+        _check_saved(out, volume)
         assert not [e for e in page.medsam2_errors if "Content Security Policy" in e or "Refused" in e]
-        assert not page.evaluate("() => window.medsam2.state.errors"), page.medsam2_errors
-        timing = {"first_mask": page.evaluate("() => window.medsam2.state.latencies[0]"),
-                  "propagation_ms_per_slice": prop["browser_ms_per_slice"]}  # fmt: skip
+        assert not _state(page, "errors"), page.medsam2_errors
+        timing = {
+            "first_mask": _state(page, "latencies[0]"),
+            "propagation_ms_per_slice": prop["browser_ms_per_slice"],
+        }
         print("browser timing:", json.dumps(timing))

@@ -96,6 +96,21 @@ def test_origin_is_checked_on_writes(served) -> None:
     assert client.get("/api/volume", headers={"origin": "http://evil.example"}).status_code == 200  # reads
 
 
+def test_wildcard_bind_still_needs_a_same_origin_write(tmp_path: Path) -> None:
+    client, _ = make_client(tiny_model(), oblique_volume((16, 16, 4)), tmp_path / "o.nii.gz", any_host=True)
+    lan = {"host": "192.168.1.20:8765"}
+    assert client.get("/api/volume", headers=lan).status_code == 200
+    assert (
+        client.post("/api/cancel", json={}, headers={**lan, "origin": "http://192.168.1.20:8765"}).status_code
+        == 200
+    )
+    assert (
+        client.post("/api/cancel", json={}, headers={**lan, "origin": "http://evil.example"}).status_code
+        == 403
+    )
+    assert anonymous(client, **lan).get("/api/volume").status_code == 401
+
+
 def test_no_cors_and_security_headers_everywhere(served) -> None:
     client, _ = served
     responses = [

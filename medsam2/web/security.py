@@ -127,7 +127,9 @@ class Guard:
 
     def _check_write(self, headers: dict[str, str]) -> tuple[int, str] | None:
         origin = headers.get("origin")
-        if origin is not None and not (self.any_host or origin.lower() in self.origins):
+        # a wildcard bind (--allow-remote on 0.0.0.0) accepts any Host: then Origin must match it
+        allowed = {f"http://{headers.get('host', '').lower()}"} if self.any_host else self.origins
+        if origin is not None and origin.lower() not in allowed:
             return 403, "cross-origin request refused"
         if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
             return 403, "cross-site request refused"
