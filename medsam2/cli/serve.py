@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import secrets
 import socket
 import sys
@@ -117,6 +118,8 @@ def _check_output(output: Path, overwrite: bool, has_sidecar: bool) -> None:
         raise InputError(f"{output}: is a folder; give a file name such as labels.nii.gz")
     if not output.parent.is_dir():
         raise InputError(f"{output}: folder {output.parent} does not exist")
+    if not os.access(output.parent, os.W_OK):
+        raise InputError(f"{output}: folder {output.parent} is not writable; choose another with -o")
     if output.exists() and not (overwrite or has_sidecar):
         raise InputError(f"{output}: already exists; pass --overwrite to replace it when saving")
 
