@@ -1,174 +1,227 @@
-"""Segmentation quality of a checkpoint (default: the embedded model), measured, not assumed.
+"""Segmentation quality of checkpoints (default: the embedded model), next to honest baselines.
 
-1. Held-out CT phantoms (seeds 9000+, never used in training): one box on the slice where each
-   structure is largest, bidirectional propagation; Dice per structure for `self-sorting` and
-   `fifo`, and Dice as a function of the distance (in slices) from the prompted slice.
-2. Held-out MR phantoms (T1 and T2 weighting, seeds 9000+), self-sorting: Dice per structure.
-3. Real structures: nilearn's MNI152 T1 template (when installed), one box on the largest axial
-   slice of its grey matter (never in training) and of its white matter (in the embedded
-   model's last training stage, so marked as seen).
-4. One-Prompt 2D: Dice on a fundus-like image set vs the number of prompted images.
+Every model Dice stands beside three baselines that get the very same box on the same cases
+(`medsam2.evaluation.baselines`): box-fill, Otsu-in-box (largest component), and for 3D the true
+prompted-slice mask copied over the structure's true slice range. 3D scores are split into the
+prompted slice and the propagated slices, and shown against the distance from the prompt
+(benchmarks/quality_cases.py). Studies (``--only``, comma-separated):
 
-    python benchmarks/quality.py [--checkpoint FILE] [--cases 6] [--first-seed 9000] [--json out.json]
-Prints markdown tables (pasted into README/docs by hand, with the command line). Choose
-between candidate models with another ``--first-seed`` (e.g. 8000) than the one you report.
+* ``ct``, ``mr`` (``phantoms`` = both): held-out phantoms, seeds ``--first-seed``+ (never in
+  training; choose between candidate models with another ``--first-seed``, e.g. 8000, than the
+  one you report), the five organs of each, one box on each organ's largest axial slice.
+* ``mni``: nilearn's real MNI152 T1 template, whole brain / grey matter / white matter, one box on
+  the largest slice of each ``--planes`` plane (axial, coronal, sagittal).
+* ``liver``: pydicom-data's liver SEG with its CT, when that CT ships (it does not: reported).
+* ``oneprompt``: One-Prompt 2D on stardist's real nuclei and the synthetic fundus set
+  (benchmarks/quality_real.py), Dice vs the number of prompted images, next to prompt-copy.
+
+    python benchmarks/quality.py [--checkpoint A.safetensors [--checkpoint B.pt ...]] [--cases 6]
+        [--mr-cases 3] [--first-seed 9000] [--memory self-sorting,fifo] [--planes axial,coronal,sagittal]
+        [--only ct,mr,mni,liver,oneprompt] [--json out.json] [--markdown out.md]
+Prints markdown tables (``--markdown`` also writes them, under the command line).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
+import math
+import shlex
+import sys
+import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from quality_cases import BINS, mni_cases, phantom_cases, run_case
+from quality_real import COUNTS, fundus_images, liver_seg_check, nuclei_set, one_prompt_study
 
-STRUCTURES = {"liver": 1, "kidney_right": 2, "kidney_left": 3, "spleen": 4, "aorta": 6}
+from medsam2.evaluation.baselines import BASELINES_3D
+from medsam2.model.sam2_model import Sam2Model
+
+STUDIES = ("ct", "mr", "mni", "liver", "oneprompt")
+MEASURES = (("dice", "3D"), ("prompted", "prompted slice"), ("propagated", "propagated"))
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = float(a.sum() + b.sum())
-    return 1.0 if total == 0 else 2.0 * float(np.logical_and(a, b).sum()) / total
-
-
-def load(checkpoint: str | None):  # noqa: ANN201
+def load_models(paths: list[str] | None) -> tuple[dict[str, Sam2Model], dict[str, str]]:
+    """Models by table label (the file's stem, or ``embedded``) and the file each came from."""
     from medsam2 import load_model
     from medsam2.model.embedded import checkpoint_path
 
-    path = checkpoint or checkpoint_path()
-    if path is None:
-        raise SystemExit("no --checkpoint and no embedded model")
-    return load_model(path), str(path)
+    if not paths:
+        default = checkpoint_path()
+        if default is None:
+            raise SystemExit("no --checkpoint and no embedded model")
+        return {"embedded": load_model(default)}, {"embedded": str(default)}
+    models, files = {}, {}
+    for n, path in enumerate(paths):
+        label = Path(path).stem if Path(path).stem not in models else f"{Path(path).stem}#{n + 1}"
+        models[label], files[label] = load_model(path), str(path)
+    return models, files
 
 
-def phantom_study(model, cases: int, first_seed: int, weighting: str = "CT") -> dict:  # noqa: ANN001
-    from medsam2.data.phantoms import ct_phantom, mr_phantom
-    from medsam2.volume import VolumeObject, VoxelBox, segment_volume
-
-    policies = ("self-sorting", "fifo") if weighting == "CT" else ("self-sorting",)
-    per = {m: defaultdict(list) for m in policies}
-    by_dist = {m: defaultdict(list) for m in per}
-    for seed in range(first_seed, first_seed + cases):
-        ph = ct_phantom(seed=seed) if weighting == "CT" else mr_phantom(seed=seed, weighting=weighting)
-        for name, value in STRUCTURES.items():
-            truth = ph.label == value
-            if truth.sum() == 0:
-                continue
-            k = int(np.argmax(truth.sum(axis=(0, 1))))
-            ii, jj = np.nonzero(truth[:, :, k])
-            box = VoxelBox((int(ii.min()), int(jj.min()), k), (int(ii.max()), int(jj.max()), k))
-            for memory in per:
-                res = segment_volume(model, ph.volume, [VolumeObject(1, name, boxes=(box,))], memory=memory)
-                pred = res.labels == 1
-                per[memory][name].append(dice(pred, truth))
-                for z in range(truth.shape[2]):
-                    if truth[:, :, z].any() or pred[:, :, z].any():
-                        by_dist[memory][min(abs(z - k) // 4, 5)].append(dice(pred[:, :, z], truth[:, :, z]))
-    return {"per_structure": per, "by_distance": by_dist}
+def mean(values: Iterable[float]) -> float:
+    v = [x for x in values if not math.isnan(x)]
+    return float(np.mean(v)) if v else math.nan
 
 
-def mni_study(model) -> dict | None:  # noqa: ANN001
-    try:
-        import nilearn  # noqa: F401
-    except ImportError:
-        return None
-    from medsam2.io import read_image
-    from medsam2.volume import VolumeObject, VoxelBox, segment_volume
+def fmt(x: float) -> str:
+    return "–" if math.isnan(x) else f"{x:.3f}"
 
-    base = Path(__import__("nilearn").__file__).parent / "datasets" / "data"
-    t1 = next(iter(base.glob("mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")), None)
-    if t1 is None:
-        return None
-    vol = read_image(t1)
-    out = {}
-    for name, tissue in (("grey_matter (unseen)", "gm"), ("white_matter (seen in training)", "wm")):
-        mask_path = base / f"mni_icbm152_{tissue}_tal_nlin_sym_09a_converted.nii.gz"
-        if not mask_path.is_file():
-            continue
-        truth = read_image(mask_path).array > 0.5
-        k = int(np.argmax(truth.sum(axis=(0, 1))))
-        ii, jj = np.nonzero(truth[:, :, k])
-        box = VoxelBox((int(ii.min()), int(jj.min()), k), (int(ii.max()), int(jj.max()), k))
-        res = segment_volume(model, vol, [VolumeObject(1, name, boxes=(box,))], memory="self-sorting")
-        out[name] = dice(res.labels == 1, truth)
+
+def methods_of(rows: list[dict[str, Any]]) -> list[str]:
+    models = list(dict.fromkeys(r["method"] for r in rows if r["method"] not in BASELINES_3D))
+    return models + [b for b in BASELINES_3D if any(r["method"] == b for r in rows)]
+
+
+def key(row: dict[str, Any]) -> str:
+    return row["structure"] if row["study"].endswith("phantoms") else f"{row['structure']} ({row['plane']})"
+
+
+def study_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Mean per structure and measure (3D / prompted slice / propagated), one column per method."""
+    methods = methods_of(rows)
+    out = [f"| structure | Dice | {' | '.join(methods)} |", "|---|---|" + "---|" * len(methods)]
+    groups = list(dict.fromkeys(key(r) for r in rows)) + ["**all**"]
+    for g in groups:
+        for field, label in MEASURES:
+            cells = [
+                fmt(mean(r[field] for r in rows if r["method"] == m and g in (key(r), "**all**")))
+                for m in methods
+            ]
+            out.append(f"| {g} | {label} | {' | '.join(cells)} |")
     return out
 
 
-def one_prompt_study(model, n_images: int = 12) -> dict:  # noqa: ANN001
-    from medsam2 import ImageSetPredictor
-    from medsam2.data.phantoms import fundus_set
-
-    samples = fundus_set(n_images, seed=9000)
-    images = np.stack([s.image for s in samples])
-    truths = [s.label >= 1 for s in samples]
-    out = {}
-    for prompted in (1, 2, 4):
-        ip = ImageSetPredictor(model)
-        ip.start(images)
-        for i in range(prompted):
-            ys, xs = np.nonzero(truths[i])
-            ip.add_prompt(i, 1, box=[xs.min(), ys.min(), xs.max(), ys.max()])
-        res = ip.segment()
-        scores = [dice(res[i].masks[0].numpy(), truths[i]) for i in range(prompted, n_images)]
-        out[prompted] = float(np.mean(scores))
+def distance_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Per-slice Dice by distance from the prompted slice, pooled over the study's structures."""
+    methods = methods_of(rows)
+    out = [f"| slices from the prompt | {' | '.join(methods)} |", "|---|" + "---|" * len(methods)]
+    for _, _, name in BINS:
+        cells = [
+            mean(v for r in rows if r["method"] == m for v in r["by_distance"].get(name, [])) for m in methods
+        ]
+        if not all(math.isnan(c) for c in cells):
+            out.append(f"| {name} | {' | '.join(fmt(c) for c in cells)} |")
     return out
+
+
+def run_3d(cases: Iterable[Any], models: dict[str, Sam2Model], memories: list[str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for case in cases:
+        start = time.perf_counter()
+        rows += run_case(case, models, memories)
+        print(f"  {case.case} {case.structure}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return rows
+
+
+def one_prompt_table(study: dict[str, Any]) -> list[str]:
+    methods = list(study["dice"])
+    scored = len(study["scored"])
+    out = [
+        f"| prompted images (of {study['images']}) | {' | '.join(methods)} |",
+        "|---|" + "---|" * len(methods),
+    ]
+    for k in COUNTS:
+        out.append(f"| {k} | {' | '.join(fmt(mean(study['dice'][m][k])) for m in methods)} |")
+    return out + [
+        f"\nDice on the same {scored} unprompted images for every count; prompt: {study['prompt']}."
+    ]
+
+
+def run_one_prompt(models: dict[str, Sam2Model]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    nuclei = nuclei_set()
+    if nuclei is not None:
+        out["stardist nuclei (real, 16 tiles of 128 px)"] = one_prompt_study(models, *nuclei, "mask")
+    out["fundus optic disc (synthetic, seeds 9000+)"] = one_prompt_study(models, *fundus_images(), "box")
+    return out
+
+
+def clean(obj: Any) -> Any:
+    """JSON-safe: NaN -> null, numpy scalars -> Python numbers, tuples -> lists."""
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return None if math.isnan(obj) else float(obj)
+    return obj.item() if isinstance(obj, np.generic) else obj
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", action="append", help="repeat to compare; default: the embedded model")
+    ap.add_argument("--cases", type=int, default=6, help="CT phantoms")
+    ap.add_argument("--mr-cases", type=int, default=3, help="MR phantoms per weighting (T1, T2)")
+    ap.add_argument("--first-seed", type=int, default=9000)
+    ap.add_argument("--memory", default="self-sorting,fifo", help="3D memory policies, comma-separated")
+    ap.add_argument("--planes", default="axial,coronal,sagittal", help="MNI152 planes")
+    ap.add_argument("--only", default=",".join(STUDIES), help=f"studies among {','.join(STUDIES)},phantoms")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--json")
+    ap.add_argument("--markdown")
+    args = ap.parse_args(argv)
+    args.only = set(args.only.replace("phantoms", "ct,mr").split(","))
+    if not args.only <= set(STUDIES):
+        ap.error(f"--only: unknown {sorted(args.only - set(STUDIES))}")
+    return args
+
+
+def run_studies(args: argparse.Namespace, models: dict[str, Sam2Model]) -> dict[str, Any]:
+    memories = args.memory.split(",")
+    results: dict[str, Any] = {"3d": []}
+    if "ct" in args.only:
+        results["3d"] += run_3d(phantom_cases("CT", args.cases, args.first_seed), models, memories)
+    if "mr" in args.only:
+        for w in ("T1", "T2"):
+            results["3d"] += run_3d(phantom_cases(w, args.mr_cases, args.first_seed), models, memories)
+    if "mni" in args.only:
+        results["3d"] += run_3d(mni_cases(args.planes.split(",")), models, memories)
+    if "liver" in args.only:
+        results["liver"] = liver_seg_check()
+    if "oneprompt" in args.only:
+        results["one_prompt"] = run_one_prompt(models)
+    return results
+
+
+def report(results: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    rows = results["3d"]
+    for study in dict.fromkeys(r["study"] for r in rows):
+        sub = [r for r in rows if r["study"] == study]
+        cases = len({r["case"] for r in sub})
+        lines += [f"\n### {study}: {cases} case(s), one box per structure\n", *study_table(sub)]
+        lines += ["", *distance_table(sub)]
+    if "liver" in results:
+        lines += ["\n### pydicom-data liver SEG\n", results["liver"]["note"] + "."]
+    for name, study in results.get("one_prompt", {}).items():
+        lines += [f"\n### One-Prompt 2D: {name}\n", *one_prompt_table(study)]
+    return lines
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--checkpoint")
-    ap.add_argument("--cases", type=int, default=6)
-    ap.add_argument("--first-seed", type=int, default=9000)
-    ap.add_argument("--mr-cases", type=int, default=3, help="per MR weighting; 0: skip")
-    ap.add_argument("--json")
-    args = ap.parse_args()
-    torch.set_num_threads(2)
-    model, path = load(args.checkpoint)
-    print(f"checkpoint: {path}; phantom seeds {args.first_seed}+\n")
-    ph = phantom_study(model, args.cases, args.first_seed)
-    print("| structure | self-sorting Dice | fifo Dice |\n|---|---|---|")
-    for name in STRUCTURES:
-        a, b = ph["per_structure"]["self-sorting"][name], ph["per_structure"]["fifo"][name]
-        if a:
-            print(f"| {name} | {np.mean(a):.3f} | {np.mean(b):.3f} |")
-    allss = [v for vs in ph["per_structure"]["self-sorting"].values() for v in vs]
-    allff = [v for vs in ph["per_structure"]["fifo"].values() for v in vs]
-    print(f"| **all** | **{np.mean(allss):.3f}** | **{np.mean(allff):.3f}** |\n")
-    print("| slices from the prompt | self-sorting slice Dice | fifo slice Dice |\n|---|---|---|")
-    for bucket in range(6):
-        a, b = ph["by_distance"]["self-sorting"][bucket], ph["by_distance"]["fifo"][bucket]
-        label = f"{4 * bucket}-{4 * bucket + 3}" if bucket < 5 else "20+"
-        if a:
-            print(f"| {label} | {np.mean(a):.3f} | {np.mean(b):.3f} |")
-    mr = (
-        {w: phantom_study(model, args.mr_cases, args.first_seed, w) for w in ("T1", "T2")}
-        if args.mr_cases
-        else {}
-    )
-    if mr:
-        print("\n| MR phantom structure (self-sorting) | T1 Dice | T2 Dice |\n|---|---|---|")
-        for name in STRUCTURES:
-            a, b = (mr[w]["per_structure"]["self-sorting"][name] for w in ("T1", "T2"))
-            if a and b:
-                print(f"| {name} | {np.mean(a):.3f} | {np.mean(b):.3f} |")
-        means = [
-            np.mean([v for vs in mr[w]["per_structure"]["self-sorting"].values() for v in vs]) for w in mr
-        ]
-        print(f"| **all** | **{means[0]:.3f}** | **{means[1]:.3f}** |")
-    mni = mni_study(model)
-    if mni:
-        print("\n| real structure (MNI152 T1 template) | Dice |\n|---|---|")
-        for k, v in mni.items():
-            print(f"| {k} | {v:.3f} |")
-    op = one_prompt_study(model)
-    print("\n| prompted fundus images (of 12) | Dice on the others |\n|---|---|")
-    for k, v in op.items():
-        print(f"| {k} | {v:.3f} |")
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    models, files = load_models(args.checkpoint)
+    results = run_studies(args, models)
+    command = "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    head = [f"`{command}`", "", *(f"- `{k}`: {v}" for k, v in files.items())]
+    head.append(f"- phantom seeds {args.first_seed}+; {time.perf_counter() - start:.0f} s on this machine")
+    lines = head + report(results)
+    print("\n".join(lines))
+    if args.markdown:
+        Path(args.markdown).write_text("\n".join(lines) + "\n")
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"phantoms": ph, "mr": mr, "mni": mni, "one_prompt": op}, default=list, indent=1)
-        )
+        payload = {
+            "command": command,
+            "checkpoints": files,
+            "args": {**vars(args), "only": sorted(args.only)},
+        }
+        Path(args.json).write_text(json.dumps(clean({**payload, **results}), indent=1))
 
 
 if __name__ == "__main__":
