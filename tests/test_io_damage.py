@@ -97,6 +97,30 @@ def _png_height(folder: Path, height: int) -> Path:
     return path
 
 
+def _jpeg_height(folder: Path, height: int) -> Path:
+    """A JPEG whose SOF height claims more rows than its scan data hold (libjpeg only warns)."""
+    path = _picture(folder, "a.jpg")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\xff\xc0")
+    data[at + 5 : at + 7] = struct.pack(">H", height)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _tiff_size(folder: Path, size: int) -> Path:
+    """A TIFF whose ImageWidth and ImageLength tags were damaged."""
+    path = _picture(folder, "a.tif")
+    data = bytearray(path.read_bytes())
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for entry in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
+        at = ifd + 2 + 12 * entry
+        tag, kind = struct.unpack("<HH", data[at : at + 4])
+        if tag in (256, 257):
+            data[at + 8 : at + 12] = struct.pack("<HH", size, 0) if kind == 3 else struct.pack("<I", size)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _dicom_bits(folder: Path) -> Path:
     import pydicom
 
@@ -191,6 +215,8 @@ CASES: dict[str, tuple[Builder, str]] = {
         lambda d: _edit(_volume(d, "a.nrrd"), b"space directions: (0.69999999999999996,0,0)", b"space directions: none"),
         r"no space direction for spatial axis 0",
     ),
+    "jpeg height lies": (lambda d: _jpeg_height(d, 80), r"JPEG data is damaged \(Corrupt JPEG data"),
+    "tiff absurd size": (lambda d: _tiff_size(d, 65535), r"65535x65535x1 = 4,294,836,225 voxels.* GiB"),
     "png cut short": (lambda d: _cut(_picture(d, "a.png"), 0.5), r"PNG pixel data is (truncated|corrupt)"),
     "jpeg cut short": (lambda d: _cut(_picture(d, "a.jpg"), 0.5), r"cannot read this JPEG \(truncated"),
     "tiff cut short": (lambda d: _cut(_picture(d, "a.tif"), 0.5), r"cannot read this image \(truncated"),
@@ -229,11 +255,18 @@ def test_undamaged_sources_of_the_cases_are_read(tmp_path: Path) -> None:
         assert read_image(_picture(tmp_path, name)).shape == (80, 64)
 
 
-def test_segment_images_refuses_a_png_whose_size_lies(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("build", "problem"),
+    [
+        (lambda d: _png_height(d, 70), "the PNG pixel data is truncated"),
+        (lambda d: _jpeg_height(d, 80), "the JPEG data is damaged"),
+    ],
+)
+def test_segment_images_refuses_an_image_whose_size_lies(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], build: Builder, problem: str
 ) -> None:
-    """`segment-images` reads PNGs through Pillow, which fills missing rows with zeros: refused too."""
-    src = _png_height(tmp_path, 70)
+    """`segment-images` reads through Pillow, which fills missing rows: refused too."""
+    src = build(tmp_path)
     out = tmp_path / "out"
     capfd.readouterr()
     rc = main(
@@ -241,7 +274,7 @@ def test_segment_images_refuses_a_png_whose_size_lies(
     )
     lines = capfd.readouterr().err.strip().splitlines()
     assert rc == 2 and len(lines) == 1, lines
-    assert f"{src}: the PNG pixel data is truncated" in lines[0]
+    assert f"{src}: {problem}" in lines[0]
     assert not out.exists() or not list(out.rglob("*"))
 
 

@@ -6,6 +6,7 @@ mask), ``overlays/<stem>.png``, ``propagation.gif`` and ``summary.json``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,12 @@ def display_rgb(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings(), Image.open(path) as img:
+            warnings.simplefilter("ignore")  # Pillow warns on odd tags; the frames were checked when read
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
                 return to_rgb8(np.asarray(img))
             return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InputError(f"{path}: not a readable image ({exc})") from None
 
 

@@ -8,6 +8,7 @@ are resampled to.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -87,14 +88,15 @@ class ArrayFrames:
 def _read_pil_rgb(path: Path) -> object:
     from PIL import Image, UnidentifiedImageError
 
-    from medsam2.io.headers import check_png_file
+    from medsam2.io.images2d import check_image_file
 
-    if path.suffix.lower() == ".png":
-        check_png_file(path)  # Pillow fills missing rows with zeros; refuse such files instead
+    check_image_file(path)  # Pillow fills missing rows with zeros: refuse such files instead
     try:
-        img = Image.open(path)
-        img.load()
-    except (UnidentifiedImageError, OSError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns on odd tags; the error (if any) follows
+            img = Image.open(path)
+            img.load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InputError(f"{path}: not a readable image ({exc})") from None
     return img
 

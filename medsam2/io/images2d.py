@@ -11,6 +11,7 @@ Spacing comes from the file's resolution tags when present (SimpleITK converts D
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import warnings
@@ -32,10 +33,10 @@ from medsam2.io.convert import (
     validate_volume,
 )
 from medsam2.io.headers import check_png_file
-from medsam2.io.integrity import captured_stderr
+from medsam2.io.integrity import captured_output, check_voxel_budget
 from medsam2.types import Volume
 
-__all__ = ["IMAGE_SUFFIXES", "read_image2d"]
+__all__ = ["IMAGE_SUFFIXES", "check_image_file", "read_image2d"]
 
 _log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def _read_with_pillow(path: Path, first_error: str) -> np.ndarray:
             elif img.mode in _PIL_CONVERT:
                 img = img.convert(_PIL_CONVERT[img.mode])
             return np.asarray(img)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InputError(
             f"{path}: cannot read this image (truncated, corrupt or unsupported): {first_error}"
         ) from exc
@@ -98,9 +99,63 @@ def _check_complete_jpeg(path: Path) -> None:
         raise InputError(f"{path}: cannot read this JPEG (truncated or corrupt): {exc}") from exc
 
 
+def _check_size(path: Path) -> None:
+    """Refuse, from the header alone, an image too large to read (or a damaged size field)."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # our own budget below decides, in the same terms as for volumes
+    try:
+        with _strict_pillow(), Image.open(path) as img:  # reads the header, not the pixels
+            width, height = img.size
+            frames, bands = int(getattr(img, "n_frames", 1)), len(img.getbands())
+    except Exception:  # noqa: BLE001 - unreadable headers are reported by the readers below
+        return
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    check_voxel_budget(str(path), (width, height, frames), bands * 2, "image header")
+
+
+def _refuse_corrupt_jpeg(path: Path, messages: list[str]) -> None:
+    """libjpeg only warns about damaged scan data (and fills the missing rows); refuse the file."""
+    text = " ".join(messages)
+    if "Corrupt JPEG data" in text or "Premature end of JPEG" in text:
+        reason = next(ln.strip() for ln in text.splitlines() if "JPEG" in ln)
+        raise InputError(f"{path}: the JPEG data is damaged ({reason}); refused rather than read with gaps")
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked(path: str, size: int, mtime: int) -> None:
+    src = Path(path)
+    suffix = full_suffix(src)
+    if suffix == ".png":
+        check_png_file(src)
+    elif IMAGE_SUFFIXES.get(suffix) == "jpeg":
+        _check_size(src)
+        _check_complete_jpeg(src)
+        with quiet_itk(), captured_output() as messages:
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(path)
+            try:
+                reader.Execute()
+            except RuntimeError as exc:
+                raise InputError(
+                    f"{src}: cannot read this JPEG (truncated or corrupt): {sitk_reason(exc)}"
+                ) from exc
+        _refuse_corrupt_jpeg(src, messages)
+
+
+def check_image_file(path: str | os.PathLike[str]) -> None:
+    """For readers outside this module (Pillow frame loaders): refuse a PNG whose pixel data do not
+    match its size and a JPEG whose scan data libjpeg reports as damaged. Cached per file version."""
+    stat = Path(path).stat()
+    _checked(str(path), stat.st_size, stat.st_mtime_ns)
+
+
 def _load(
     path: Path, fmt: str
 ) -> tuple[np.ndarray, int, tuple[tuple[float, ...], tuple[float, ...], np.ndarray]]:
+    _check_size(path)
     if fmt == "jpeg":
         _check_complete_jpeg(path)
     if fmt == "png":
@@ -108,8 +163,10 @@ def _load(
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        with quiet_itk(), captured_stderr():
+        with quiet_itk(), captured_output() as messages:
             image = reader.Execute()
+        if fmt == "jpeg":
+            _refuse_corrupt_jpeg(path, messages)
     except RuntimeError as exc:
         reason = sitk_reason(exc)
         picture = _read_with_pillow(path, reason)

@@ -12,8 +12,9 @@ modules (`medsam2.io.nifti`, `medsam2.io.headers`) refuse such files with a clea
   it whole), counting the bytes it yields; a truncated or corrupt stream is refused.
 * `check_data_length`: the data holds the bytes the header describes (exactly, when the data
   are the rest of the file).
-* `captured_stderr`: C libraries (libtiff, MetaIO) print warnings straight to file descriptor 2;
-  this keeps them off the user's terminal (they are logged instead) so errors stay one line.
+* `captured_output`: C libraries (libtiff, MetaIO, libjpeg) print warnings straight to file
+  descriptors 1 and 2; this keeps them off the user's terminal (they are logged instead) so errors
+  stay one line, and lets a caller refuse a file that libjpeg only warns about.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import gzip
 import logging
 import math
 import os
+import sys
 import tempfile
 import threading
 import zlib
@@ -35,7 +37,7 @@ from medsam2.errors import InputError
 __all__ = [
     "MAX_VOXELS",
     "available_memory",
-    "captured_stderr",
+    "captured_output",
     "check_data_length",
     "check_voxel_budget",
     "count_decompressed",
@@ -160,21 +162,31 @@ _STDERR_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def captured_stderr() -> Iterator[None]:
-    """Redirect file descriptor 2 to a temporary file for the block; log what was written there."""
+def captured_output() -> Iterator[list[str]]:
+    """Redirect file descriptors 1 and 2 to a temporary file for the block; log what was written.
+
+    C libraries print straight to them (libtiff to stderr, libjpeg through ITK to stdout). Yields a
+    list that holds the captured text once the block has ended, for callers that treat a library's
+    warnings as errors (libjpeg: "Corrupt JPEG data ...")."""
+    messages: list[str] = []
     with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        sys.stdout.flush()
+        sys.stderr.flush()
         try:
-            saved = os.dup(2)
-        except OSError:  # no usable fd 2 (embedded interpreter): nothing to capture
-            yield
+            saved = os.dup(1), os.dup(2)
+        except OSError:  # no usable descriptors (embedded interpreter): nothing to capture
+            yield messages
             return
         try:
+            os.dup2(sink.fileno(), 1)
             os.dup2(sink.fileno(), 2)
-            yield
+            yield messages
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+            for fd, old in zip((1, 2), saved, strict=True):
+                os.dup2(old, fd)
+                os.close(old)
             sink.seek(0)
             text = sink.read(4096).decode("utf-8", "replace").strip()
             if text:
+                messages.append(text)
                 _log.debug("library messages: %s", " | ".join(text.splitlines()))

@@ -33,7 +33,7 @@ from medsam2.io.convert import (
 from medsam2.io.dicom import read_dicom_file, read_dicom_series
 from medsam2.io.headers import check_metaimage_file, check_nrrd_file
 from medsam2.io.images2d import IMAGE_SUFFIXES, read_image2d
-from medsam2.io.integrity import captured_stderr
+from medsam2.io.integrity import captured_output
 from medsam2.io.nifti import (
     check_nifti_data,
     check_nifti_finite,
@@ -113,7 +113,7 @@ def _read_itk(path: Path) -> sitk.Image:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        with quiet_itk(), captured_stderr():
+        with quiet_itk(), captured_output():
             image = reader.Execute()
     except RuntimeError as exc:
         raise InputError(

@@ -9,7 +9,9 @@ its own random stream (``seed`` + index), so any single input can be rebuilt fro
 * ``field``: one header field set to a hostile value: NIfTI dim / datatype / bitpix / vox_offset /
   pixdim / qform_code / sform_code; NRRD sizes / type / encoding / space directions / dimension;
   MetaImage DimSize / ElementType / CompressedData / ElementSpacing / NDims; DICOM Rows / Columns /
-  BitsAllocated / ImagePositionPatient of one slice of a series; PNG width / height (CRC fixed).
+  BitsAllocated / ImagePositionPatient of one slice of a series; PNG width / height (CRC fixed);
+  TIFF ImageWidth / ImageLength / BitsPerSample / StripOffsets / StripByteCounts; JPEG SOF height /
+  width.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import numpy as np
 import SimpleITK as sitk
 from PIL import Image
 
-__all__ = ["Case", "generate", "make_seeds", "SEED_FORMATS"]
+__all__ = ["Case", "generate", "make_seeds", "IMAGE_FORMATS", "SEED_FORMATS"]
 
-SEED_FORMATS = ("nii", "nii.gz", "nrrd", "nrrd-gz", "mha", "mha-z", "dicom", "png")
+SEED_FORMATS = ("nii", "nii.gz", "nrrd", "nrrd-gz", "mha", "mha-z", "dicom", "png", "tiff", "jpeg")
+IMAGE_FORMATS = ("png", "tiff", "jpeg")
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,9 @@ def make_seeds(folder: Path) -> dict[str, Path]:
     rng = np.random.default_rng(0)
     picture = (rng.random((40, 48)) * 60 + 40).astype(np.uint8)
     picture[10:30, 12:36] += 120
-    Image.fromarray(picture).save(folder / "seed.png")
-    seeds["png"] = folder / "seed.png"
+    for fmt, name in (("png", "seed.png"), ("tiff", "seed.tif"), ("jpeg", "seed.jpg")):
+        Image.fromarray(picture).save(folder / name)
+        seeds[fmt] = folder / name
     series = _dicom_series(folder)
     if series is not None:
         seeds["dicom"] = series
@@ -97,6 +101,11 @@ def _header_length(fmt: str, data: bytes) -> int:
         return 352 if fmt == "nii" else min(len(data), 64)  # gzip: the stream's first bytes
     if fmt == "png":
         return 33  # signature + IHDR
+    if fmt == "jpeg":
+        return max(data.find(b"\xff\xda"), 20)  # up to the start of scan
+    if fmt == "tiff":  # the 8-byte file header, and the first IFD when it follows it (as Pillow writes)
+        ifd = struct.unpack("<I", data[4:8])[0]
+        return ifd + 6 + 12 * struct.unpack("<H", data[ifd : ifd + 2])[0] if ifd == 8 else 8
     if fmt == "dicom":
         return max(data.rfind(b"\xe0\x7f\x10\x00"), 132)  # up to the PixelData element
     end = data.find(b"\n\n") if fmt.startswith("nrrd") else data.find(b"ElementDataFile")
@@ -201,6 +210,42 @@ def _png_field(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     return bytes(out), f"IHDR {field} = {value}"
 
 
+_TIFF_TAGS = {
+    256: "ImageWidth",
+    257: "ImageLength",
+    258: "BitsPerSample",
+    273: "StripOffsets",
+    279: "StripByteCounts",
+}
+
+
+def _tiff_field(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """Set one baseline tag of the first IFD (little-endian TIFF, as Pillow writes) to a hostile value."""
+    out = bytearray(data)
+    ifd = struct.unpack("<I", data[4:8])[0]
+    entries = {}
+    for e in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
+        at = ifd + 2 + 12 * e
+        tag, kind = struct.unpack("<HH", data[at : at + 4])
+        if tag in _TIFF_TAGS:
+            entries[tag] = (at, kind)
+    tag = rng.choice(sorted(entries))
+    at, kind = entries[tag]
+    value = rng.choice([0, 1, 7, 47, 49, 4096, 65535] + ([16, 32] if tag == 258 else []))
+    out[at + 8 : at + 12] = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+    return bytes(out), f"{_TIFF_TAGS[tag]} = {value}"
+
+
+def _jpeg_field(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    at = data.find(b"\xff\xc0")
+    field = rng.choice(["height", "width"])
+    value = rng.choice([0, 1, 39, 41, 47, 49, 4096, 65535])
+    out = bytearray(data)
+    where = at + 5 if field == "height" else at + 7
+    out[where : where + 2] = struct.pack(">H", value)
+    return bytes(out), f"SOF {field} = {value}"
+
+
 def _dicom_field(series: Path, dest: Path, rng: random.Random) -> str:
     import pydicom
 
@@ -234,7 +279,7 @@ def _field_damage(fmt: str, data: bytes, rng: random.Random) -> tuple[bytes, str
         return _nrrd_field(data, rng)
     if fmt.startswith("mha"):
         return _mha_field(data, rng)
-    return _png_field(data, rng)
+    return {"png": _png_field, "tiff": _tiff_field, "jpeg": _jpeg_field}[fmt](data, rng)
 
 
 def _make_one(index: int, fmt: str, kind: str, seed_path: Path, folder: Path, rng: random.Random) -> Case:
@@ -252,7 +297,9 @@ def _make_one(index: int, fmt: str, kind: str, seed_path: Path, folder: Path, rn
         return Case(name, fmt, kind, detail, dest, seed_path)
     data = seed_path.read_bytes()
     data, detail = _field_damage(fmt, data, rng) if kind == "field" else _byte_damage(fmt, data, kind, rng)
-    suffix = {"nii": ".nii", "nii.gz": ".nii.gz", "png": ".png"}.get(fmt, "." + fmt.split("-")[0])
+    suffix = {"nii": ".nii", "nii.gz": ".nii.gz", "png": ".png", "tiff": ".tif", "jpeg": ".jpg"}.get(
+        fmt, "." + fmt.split("-")[0]
+    )
     path = folder / f"{name}{suffix}"
     path.write_bytes(data)
     return Case(name, fmt, kind, detail, path, seed_path)

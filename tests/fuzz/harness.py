@@ -5,6 +5,8 @@ Every input must end in one of two ways:
 
 * **refused**: exit code 2, exactly one line on stderr, ``medsam2 CMD: error: <the input> ...``,
   and nothing written (no output, no temporary file);
+* 2D images (PNG, TIFF, JPEG) go through both readers: ``segment-images`` (Pillow) decides the
+  outcome; ``segment`` (SimpleITK) must read them as 2D or refuse them cleanly (``reader``);
 * **accepted**: exit code 0 and complete, readable outputs of the image's shape.
 
 Anything else is a finding: a traceback, a hang (no answer within the timeout), a crash of the
@@ -36,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from corpus import Case, generate  # noqa: E402
+from corpus import IMAGE_FORMATS, Case, generate  # noqa: E402
 
 FINDINGS = ("traceback", "hang", "crash", "partial", "unclear", "other-exit")
 
@@ -124,17 +126,21 @@ class Worker:
 # --- judging --------------------------------------------------------------------------------------
 
 
-def _argv(case: Case, out: Path) -> tuple[str, list[str], Path]:
-    if case.fmt == "png":
-        target = out / "result"
-        cmd = ["segment-images", "--prompt-image", str(case.path), "--point", "0,0"]
-        return "segment-images", [*cmd, "--device", "cpu", "--no-overlays", "-o", str(target)], target
-    target = out / "mask.nii.gz"
-    return (
-        "segment",
-        ["segment", str(case.path), "--point", "0,0,0", "--device", "cpu", "-o", str(target)],
-        target,
-    )
+def _argvs(case: Case, out: Path) -> list[tuple[str, list[str], Path, Path]]:
+    """(command, argv, output target, output folder) for each path an input is fed to: volumes and
+    DICOM folders to ``segment``; 2D images to ``segment-images`` (Pillow) and to ``segment``
+    (SimpleITK, whose reader accepts a 2D image and the command then says it needs 3D)."""
+    runs = []
+    if case.fmt in IMAGE_FORMATS:
+        sub = out / "images"
+        cmd = ["segment-images", "--prompt-image", str(case.path), "--point", "0,0", "--device", "cpu"]
+        runs.append(
+            ("segment-images", [*cmd, "--no-overlays", "-o", str(sub / "result")], sub / "result", sub)
+        )
+    sub = out / "volume"
+    cmd = ["segment", str(case.path), "--point", "0,0,0", "--device", "cpu", "-o", str(sub / "mask.nii.gz")]
+    runs.append(("segment", cmd, sub / "mask.nii.gz", sub))
+    return runs
 
 
 def _files(folder: Path) -> list[Path]:
@@ -145,9 +151,15 @@ def _compare(case: Case) -> str:
     """How an accepted input differs from its seed (the reason accepting it is right)."""
     import numpy as np
 
+    from medsam2.errors import MedSam2Error
     from medsam2.io import read_image
 
-    got, seed = read_image(case.path), read_image(case.seed_path)
+    try:
+        got, seed = read_image(case.path), read_image(case.seed_path)
+    except MedSam2Error as exc:
+        return (
+            f"Pillow path only; read_image refuses it ({str(exc).replace(str(case.path), '<input>')[:120]})"
+        )
     if got.shape != seed.shape:
         return "other shape"
     geometry = np.allclose(got.spacing, seed.spacing) and np.allclose(got.origin, seed.origin)
@@ -162,7 +174,7 @@ def _check_outputs(case: Case, target: Path) -> str | None:
     """None when the outputs of an accepted input are complete, else what is wrong."""
     from medsam2.io import read_image
 
-    if case.fmt == "png":
+    if case.fmt in IMAGE_FORMATS:
         masks = [p for p in _files(target) if p.suffix == ".png"]
         return None if masks else "no mask image written"
     if not target.is_file() or not target.with_name("mask.json").is_file():
@@ -184,7 +196,8 @@ def judge(case: Case, command: str, answer: dict[str, Any], out: Path, target: P
         return {**record, "outcome": answer["finding"], "why": answer.get("detail", "")}
     if answer["traceback"]:
         return {**record, "outcome": "traceback", "why": answer["traceback"][-600:]}
-    lines = answer["stderr"].strip().splitlines()
+    notice = "medsam2: no --checkpoint given"  # the embedded-model notice, printed before any work
+    lines = [ln for ln in answer["stderr"].strip().splitlines() if not ln.startswith(notice)]
     if answer["rc"] == 2:
         written = _files(out)
         if written:
@@ -192,17 +205,28 @@ def judge(case: Case, command: str, answer: dict[str, Any], out: Path, target: P
         prefix = f"medsam2 {command}: error: "
         if len(lines) != 1 or not lines[0].startswith(prefix) or str(case.path) not in lines[0]:
             return {**record, "outcome": "unclear", "why": answer["stderr"][-600:]}
-        return {
-            **record,
-            "outcome": "refused",
-            "why": lines[0][len(prefix) :].replace(str(case.path), "<input>"),
-        }
+        why = lines[0][len(prefix) :].replace(str(case.path), "<input>")
+        if case.fmt in IMAGE_FORMATS and "segment needs a 3D volume" in why:
+            return {**record, "outcome": "read-2d", "why": "SimpleITK read it as a 2D image"}
+        return {**record, "outcome": "refused", "why": why}
     if answer["rc"] == 0:
         problem = "temporary file left" if leftovers else _check_outputs(case, target)
         if problem:
             return {**record, "outcome": "partial", "why": problem}
         return {**record, "outcome": "accepted", "why": _compare(case)}
     return {**record, "outcome": "other-exit", "why": f"exit {answer['rc']}: {answer['stderr'][-400:]}"}
+
+
+def _combine(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record per input: a finding on any path wins; for 2D images, the ``segment-images``
+    outcome, with the SimpleITK reader's outcome kept under ``reader``."""
+    for result in results:
+        if result["outcome"] in FINDINGS:
+            return result
+    record = dict(results[0])
+    if len(results) > 1:
+        record["reader"] = f"{results[1]['outcome']}: {results[1]['why']}"
+    return record
 
 
 def run_fuzz(
@@ -213,11 +237,12 @@ def run_fuzz(
     worker, records = Worker(), []
     try:
         for case in cases:
-            out = folder / "outputs" / case.name
-            out.mkdir(parents=True)
-            command, argv, target = _argv(case, out)
             t0 = time.perf_counter()
-            record = judge(case, command, worker.ask(argv, timeout), out, target)
+            results = []
+            for command, argv, target, sub in _argvs(case, folder / "outputs" / case.name):
+                sub.mkdir(parents=True)
+                results.append(judge(case, command, worker.ask(argv, timeout), sub, target))
+            record = _combine(results)
             record["seconds"] = round(time.perf_counter() - t0, 2)
             records.append(record)
             if log:
