@@ -107,18 +107,22 @@ def _jpeg_height(folder: Path, height: int) -> Path:
     return path
 
 
-def _tiff_size(folder: Path, size: int) -> Path:
-    """A TIFF whose ImageWidth and ImageLength tags were damaged."""
+def _tiff_size(folder: Path, size: int, tags: tuple[int, ...] = (256, 257)) -> Path:
+    """A TIFF whose ImageWidth and ImageLength (or other) tags were damaged."""
     path = _picture(folder, "a.tif")
     data = bytearray(path.read_bytes())
     ifd = struct.unpack("<I", data[4:8])[0]
     for entry in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
         at = ifd + 2 + 12 * entry
         tag, kind = struct.unpack("<HH", data[at : at + 4])
-        if tag in (256, 257):
+        if tag in tags:
             data[at + 8 : at + 12] = struct.pack("<HH", size, 0) if kind == 3 else struct.pack("<I", size)
     path.write_bytes(bytes(data))
     return path
+
+
+def _tiff_tag(folder: Path, tag: int, value: int) -> Path:
+    return _tiff_size(folder, value, (tag,))
 
 
 def _dicom_bits(folder: Path) -> Path:
@@ -217,9 +221,11 @@ CASES: dict[str, tuple[Builder, str]] = {
     ),
     "jpeg height lies": (lambda d: _jpeg_height(d, 80), r"JPEG data is damaged \(Corrupt JPEG data"),
     "tiff absurd size": (lambda d: _tiff_size(d, 65535), r"65535x65535x1 = 4,294,836,225 voxels.* GiB"),
+    "tiff ImageLength lies": (lambda d: _tiff_tag(d, 257, 70), r"TIFF strip data is truncated: the header describes 5,600 bytes"),
+    "tiff BitsPerSample lies": (lambda d: _tiff_tag(d, 258, 16), r"TIFF strip data is truncated: the header describes 10,240 bytes"),
     "png cut short": (lambda d: _cut(_picture(d, "a.png"), 0.5), r"PNG pixel data is (truncated|corrupt)"),
     "jpeg cut short": (lambda d: _cut(_picture(d, "a.jpg"), 0.5), r"cannot read this JPEG \(truncated"),
-    "tiff cut short": (lambda d: _cut(_picture(d, "a.tif"), 0.5), r"cannot read this image \(truncated"),
+    "tiff cut short": (lambda d: _cut(_picture(d, "a.tif"), 0.5), r"TIFF strips lie outside the file \(truncated"),
 }  # fmt: skip
 
 

@@ -34,6 +34,7 @@ from medsam2.io.convert import (
 )
 from medsam2.io.headers import check_png_file
 from medsam2.io.integrity import captured_output, check_voxel_budget
+from medsam2.io.tiff import check_tiff_file
 from medsam2.types import Volume
 
 __all__ = ["IMAGE_SUFFIXES", "check_image_file", "read_image2d"]
@@ -130,6 +131,8 @@ def _checked(path: str, size: int, mtime: int) -> None:
     suffix = full_suffix(src)
     if suffix == ".png":
         check_png_file(src)
+    elif IMAGE_SUFFIXES.get(suffix) == "tiff":
+        check_tiff_file(src)
     elif IMAGE_SUFFIXES.get(suffix) == "jpeg":
         _check_size(src)
         _check_complete_jpeg(src)
@@ -146,8 +149,9 @@ def _checked(path: str, size: int, mtime: int) -> None:
 
 
 def check_image_file(path: str | os.PathLike[str]) -> None:
-    """For readers outside this module (Pillow frame loaders): refuse a PNG whose pixel data do not
-    match its size and a JPEG whose scan data libjpeg reports as damaged. Cached per file version."""
+    """For readers outside this module (Pillow frame loaders): refuse a PNG or TIFF whose pixel data
+    do not match its size and a JPEG whose scan data libjpeg reports as damaged. Cached per file
+    version."""
     stat = Path(path).stat()
     _checked(str(path), stat.st_size, stat.st_mtime_ns)
 
@@ -160,6 +164,8 @@ def _load(
         _check_complete_jpeg(path)
     if fmt == "png":
         check_png_file(path)
+    if fmt == "tiff":
+        check_tiff_file(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
