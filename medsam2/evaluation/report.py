@@ -12,6 +12,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from medsam2.evaluation.summary import DISTANCE_BINS
+
 __all__ = ["write_report", "report_markdown", "have_matplotlib"]
 
 log = logging.getLogger(__name__)
@@ -123,10 +125,11 @@ def _plots(root: Path, summary: dict[str, Any]) -> list[str]:
     fig.tight_layout()
     _save(fig, root / "dice_per_class.png")
     written.append("dice_per_class.png")
-    written += _curve(
-        plt, root, summary["distance_bins"], "bin", "dice_by_distance.png", "slices from the prompt"
-    )
-    written += _curve(plt, root, summary["clicks"], "step", "dice_by_clicks.png", "corrective clicks")
+    pts, ticks = _distance_points(summary["distance_bins"])
+    label = "slices from the prompt (negative: backward pass)"
+    written += _curve(plt, root / "dice_by_distance.png", pts, ticks, label)
+    clicks = [(c["model"], float(c["step"]), c["dice"]) for c in summary["clicks"]]
+    written += _curve(plt, root / "dice_by_clicks.png", clicks, None, "corrective clicks")
     return written
 
 
@@ -140,23 +143,39 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
-def _curve(plt: Any, root: Path, items: list[dict[str, Any]], x: str, name: str, xlabel: str) -> list[str]:
-    if not items:
+def _distance_points(items: list[dict[str, Any]]) -> tuple[list[tuple[str, float, float]], dict[float, str]]:
+    """(model, signed bin position, Dice): backward bins left of the prompt (0), forward right."""
+    order = {label: i for i, (_, _, label) in enumerate(DISTANCE_BINS)}
+    sign = {"backward": -1, "prompt": 0, "forward": 1}
+    pts = [(it["model"], float(sign[it["direction"]] * order[it["bin"]]), it["dice"]) for it in items]
+    ticks = {float(x): ("-" if x < 0 else "") + label for label, i in order.items() for x in (i, -i)}
+    return pts, ticks
+
+
+def _curve(
+    plt: Any, path: Path, points: list[tuple[str, float, float]], ticks: dict[float, str] | None, xlabel: str
+) -> list[str]:
+    """One line per model through (x, Dice) points; ``ticks`` names the x positions."""
+    if not points:
         return []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    series: dict[str, list[tuple[Any, float]]] = defaultdict(list)
-    for it in items:
-        label = it["model"] + (f" {it['direction']}" if "direction" in it else "")
-        series[label].append((it[x], it["dice"]))
-    for label, pts in sorted(series.items()):
-        ax.plot([str(p[0]) for p in pts], [p[1] for p in pts], marker="o", label=label)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for model, x, y in points:
+        series[model].append((x, y))
+    styles = ["-", "--", ":", "-."]
+    for n, (model, pts) in enumerate(sorted(series.items())):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], styles[n % 4], marker="o", label=model)
+    if ticks:
+        xs = sorted(x for x in ticks if any(x == p[1] for p in points))
+        ax.set_xticks(xs, [ticks[x] for x in xs])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("Dice")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, root / name)
-    return [name]
+    _save(fig, path)
+    return [path.name]
 
 
 def write_report(root: Path, summary: dict[str, Any]) -> None:
