@@ -52,28 +52,35 @@ def _tags(data: bytes, order: str, ifd: int) -> tuple[dict[int, list[int]], int]
     return tags, following
 
 
+def _row_bytes(tags: dict[int, list[int]], width: int) -> int:
+    bits, samples = tags.get(258, [1]), tags.get(277, [1])[0]
+    if tags.get(284, [1])[0] == 2:  # planar: one plane per sample, all in the strip list
+        return sum(math.ceil(width * b / 8) for b in bits)
+    per_pixel = bits[0] * samples if len(bits) == 1 else sum(bits)
+    return math.ceil(width * per_pixel / 8)
+
+
 def _check_page(source: str, tags: dict[int, list[int]], size: int, page: int) -> None:
     width, length = tags.get(256, [0])[0], tags.get(257, [0])[0]
-    bits = tags.get(258, [1])
-    samples = tags.get(277, [1])[0]
     where = f"page {page}: " if page else ""
     if width == 0 or length == 0:
         raise InputError(
             f"{source}: {where}image has zero size (TIFF ImageWidth {width}, ImageLength {length})"
         )
-    check_voxel_budget(source, (width, length), max(sum(bits) // 8, 1), "TIFF header")
-    if tags.get(259, [1])[0] != 1 or 322 in tags or 273 not in tags or 279 not in tags:
+    check_voxel_budget(source, (width, length), max(sum(tags.get(258, [1])) // 8, 1), "TIFF header")
+    if tags.get(259, [1])[0] != 1 or 322 in tags or 273 not in tags:
         return  # compressed or tiled: the decoder checks its own stream
-    offsets, counts = tags[273], tags[279]
+    offsets, row = tags[273], _row_bytes(tags, width)
+    need = row * length
+    rows_per_strip = min(tags.get(278, [length])[0] or length, length)
+    # without StripByteCounts, readers derive each strip's size from RowsPerStrip
+    strip = rows_per_strip * (row if tags.get(284, [1])[0] != 2 else row // max(len(tags.get(258, [1])), 1))
+    counts = tags.get(279) or [min(strip, max(need - i * strip, 0)) for i in range(len(offsets))]
     if len(offsets) != len(counts) or any(o + c > size for o, c in zip(offsets, counts, strict=False)):
         raise InputError(
-            f"{source}: {where}TIFF strips lie outside the file (truncated or damaged StripOffsets)"
+            f"{source}: {where}TIFF strips run past the end of the file (truncated, or damaged StripOffsets / "
+            "StripByteCounts / ImageLength)"
         )
-    planar = tags.get(284, [1])[0]
-    per_row = [math.ceil(width * b / 8) for b in bits] if planar == 2 else [math.ceil(width * sum(bits) / 8)]
-    if planar != 2 and len(bits) == 1 and samples > 1:
-        per_row = [math.ceil(width * bits[0] * samples / 8)]
-    need = sum(r * length for r in per_row)
     check_data_length(source, sum(counts), need, f"{where}TIFF strip data", exact=True)
 
 
