@@ -125,6 +125,15 @@ def _tiff_tag(folder: Path, tag: int, value: int) -> Path:
     return _tiff_size(folder, value, (tag,))
 
 
+def _npy(folder: Path, name: str = "a.npy") -> Path:
+    array = (np.arange(20 * 16 * 8) % 200).astype(np.int16).reshape(20, 16, 8)
+    if name.endswith(".npz"):
+        np.savez(folder / name, image=array)
+    else:
+        np.save(folder / name, array)
+    return folder / name
+
+
 def _dicom_bits(folder: Path) -> Path:
     import pydicom
 
@@ -223,6 +232,16 @@ CASES: dict[str, tuple[Builder, str]] = {
     "tiff absurd size": (lambda d: _tiff_size(d, 65535), r"65535x65535x1 = 4,294,836,225 voxels.* GiB"),
     "tiff ImageLength lies": (lambda d: _tiff_tag(d, 257, 70), r"TIFF strip data is truncated: the header describes 5,600 bytes"),
     "tiff BitsPerSample lies": (lambda d: _tiff_tag(d, 258, 16), r"TIFF strip data is truncated: the header describes 10,240 bytes"),
+    "npy cut short": (lambda d: _cut(_npy(d), 0.6), r"array data is truncated: the header describes 5,120 bytes"),
+    "npy shape smaller than data": (
+        lambda d: _edit(_npy(d), b"(20, 16, 8)", b"(19, 16, 8)"),
+        r"array data holds 256 bytes more than",
+    ),
+    "npy absurd shape": (
+        lambda d: _edit(_npy(d), b"(20, 16, 8)", b"(20000, 16000, 8000)"),
+        r"array header describes 20000x16000x8000 = 2,560,000,000,000 voxels",
+    ),
+    "npz cut short": (lambda d: _cut(_npy(d, "a.npz"), 0.6), r"cannot read this npz file \(truncated or corrupt\)"),
     "png cut short": (lambda d: _cut(_picture(d, "a.png"), 0.5), r"PNG pixel data is (truncated|corrupt)"),
     "jpeg cut short": (lambda d: _cut(_picture(d, "a.jpg"), 0.5), r"cannot read this JPEG \(truncated"),
     "tiff cut short": (lambda d: _cut(_picture(d, "a.tif"), 0.5), r"TIFF strips run past the end of the file \(truncated"),

@@ -12,9 +12,11 @@ Every failure is an `InputError` naming the file and the problem; nothing is hal
 from __future__ import annotations
 
 import logging
+import math
 import os
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import SimpleITK as sitk
@@ -33,7 +35,7 @@ from medsam2.io.convert import (
 from medsam2.io.dicom import read_dicom_file, read_dicom_series
 from medsam2.io.headers import check_metaimage_file, check_nrrd_file
 from medsam2.io.images2d import IMAGE_SUFFIXES, read_image2d
-from medsam2.io.integrity import captured_output
+from medsam2.io.integrity import captured_output, check_data_length, check_voxel_budget
 from medsam2.io.nifti import (
     check_nifti_data,
     check_nifti_finite,
@@ -174,9 +176,42 @@ def _load_npz(path: Path, key: str | None) -> np.ndarray:
         return np.asarray(npz[key])
 
 
+def _check_npy(fh: BinaryIO, size: int, source: str) -> None:
+    """The .npy header's shape must be affordable and describe exactly the bytes that follow it."""
+    from numpy.lib import format as npy
+
+    try:
+        version = npy.read_magic(fh)
+        read_header = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
+        if read_header is None:
+            return
+        shape, _, dtype = read_header(fh)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{source}: cannot read this array's header (truncated or corrupt): {exc}") from exc
+    if dtype.hasobject:
+        return  # np.load(allow_pickle=False) refuses it with its own message
+    check_voxel_budget(source, shape or (1,), dtype.itemsize, "array header")
+    check_data_length(source, size - fh.tell(), math.prod(shape) * dtype.itemsize, "array data", exact=True)
+
+
+def _check_array_file(path: Path, fmt: str) -> None:
+    if fmt == "npy":
+        with open(path, "rb") as fh:
+            _check_npy(fh, path.stat().st_size, str(path))
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as fh:
+                    _check_npy(fh, info.file_size, f"{path} [{info.filename}]")  # type: ignore[arg-type]
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise InputError(f"{path}: cannot read this npz file (truncated or corrupt): {exc}") from exc
+
+
 def _read_array_file(path: Path, fmt: str, key: str | None, frame: int | None) -> Volume:
     if fmt == "npy" and key is not None:
         raise InputError(f"{path}: key={key!r} applies only to .npz files")
+    _check_array_file(path, fmt)
     try:
         array = _load_npz(path, key) if fmt == "npz" else np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
