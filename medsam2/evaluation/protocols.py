@@ -141,7 +141,8 @@ def _interactive(
             result.steps.append(StepResult(step, None, 1.0, 1.0))
         else:
             session.add(click)
-            result.prompts.append(click)
+            if step <= cfg.clicks:  # clicks past N only serve NoC; the reported prediction is step N's
+                result.prompts.append(click)
             probs = np.stack(session.run("both"))
             dice, nsd = scorer(probs > 0.5)
             result.steps.append(StepResult(step, click, dice, nsd))
