@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from medsam2.cli.common import CommonOptions, load_cli_model, memory_options, parse_int
+from medsam2.cli.common import CommonOptions, load_cli_model, parse_int
 from medsam2.cli.evaluate import add_model_arguments, file_sha256, parse_list, process_device
 from medsam2.errors import ConfigError, PromptError
 from medsam2.types import Volume
@@ -86,6 +86,7 @@ def _cases(args: argparse.Namespace, seed: int) -> list[Any]:
 
 
 def cmd_segment_batch(args: argparse.Namespace) -> int:
+    from medsam2.evaluation import ModelSegmenter
     from medsam2.evaluation.batch import BatchOptions, segment_batch
 
     seed = parse_int(args.seed, "--seed", 0) or 0
@@ -101,11 +102,14 @@ def cmd_segment_batch(args: argparse.Namespace) -> int:
     if args.progress:
         logging.getLogger("medsam2").setLevel(logging.INFO)
     model, path = load_cli_model(opts, process_device(args.device))
+    size = opts.memory_size
+    if opts.memory == "fifo" and size is not None and not 2 <= size <= model.config.num_maskmem:
+        raise ConfigError(f"--memory-size {size}: fifo takes 2..{model.config.num_maskmem} memory slots")
     options = BatchOptions(
         axis=args.axis,
         window=None if args.window == "auto" else args.window,
         memory=opts.memory,
-        memory_options=memory_options(opts, model.config.num_maskmem),
+        memory_options=ModelSegmenter(model, opts.memory, size, seed=seed).policy_options(),
     )
     outcome = segment_batch(model, file_sha256(path), cases, Path(args.out), options, _parse_objects)
     if not outcome.merged:
