@@ -11,8 +11,13 @@ volume in both directions.
 Stage 3 (``configs/embedded_nano_mixed.json``): from stage 2's final weights, on the union of
 stage 2's CT phantoms, 40 T1 and 40 T2 MR phantoms and nilearn's real MNI152 T1 template with
 its white matter (needs ``pip install nilearn``); the image encoder trains again, slower.
-The demo and the quality benchmarks use phantom seeds >= 9000 and the MNI152 grey matter, never
-seen in training. Runs on whatever device is available (CPU works; docs/embedded_model.md has
+Stage 4 (``configs/embedded_nano_synth.json``): from stage 3's final weights, on domain-randomised
+synthetic data generated on the fly (``synth:...``, :mod:`medsam2.data.synth`): painted label maps
+(phantom tissues, MNI152 tissue maps with skull/scalp shells, random shapes), rendered phantoms
+and supervoxels of real MR volumes and photographs; boxes and clicks on any axis; everything
+trains. It teaches the model images rather than our phantoms.
+The demo and the quality benchmarks use phantom seeds >= 8000 and real images never trained on
+(the MNI152 T1 image itself, stardist's nuclei); see docs/embedded_model.md. Runs on whatever device is available (CPU works; docs/embedded_model.md has
 the times). The final weights of the last stage run go to medsam2/assets/nano.safetensors
 (+ nano.json, the model config).
 """
@@ -39,6 +44,7 @@ STAGES = {
     "1": ("embedded_nano.json", (900,), "embedded_nano", None),
     "2": ("embedded_nano_memory.json", (902,), "embedded_nano_mem", "1"),
     "3": ("embedded_nano_mixed.json", (902, 903, 904, 905), "embedded_nano_mixed", "2"),
+    "4": ("embedded_nano_synth.json", (), "embedded_nano_synth", "3"),  # data: the config's synth:...
 }
 
 
@@ -100,7 +106,7 @@ def run_stage(stage: str, data: Path, runs: Path, resume: bool) -> Path:
     options = json.loads((ROOT / "configs" / config).read_text())
     if parent is not None:  # starts from the previous stage's result, wherever --runs put it
         options["init"] = str(_final(runs / STAGES[parent][2]))
-    datasets = ",".join(str(_dataset(data, i)) for i in dataset_ids)
+    datasets = ",".join(str(_dataset(data, i)) for i in dataset_ids) or options["data"]
     cfg = TrainConfig.from_dict(options).replace(data=datasets, out=str(runs / folder), progress=True)
     result = train(cfg, resume=resume)
     print(json.dumps({"stage": stage, "best_dice": result.best_dice, "run": str(result.run_dir)}))
