@@ -118,3 +118,25 @@ def test_synthetic_cases_are_a_case_source_and_join_a_union(tmp_path) -> None:  
     got = union.frames(2 + 4)
     assert got.name == "synth3/synth3_000004"
     assert np.array_equal(got.labels, np.where(cf.labels > 0, cf.labels + 1, 0))
+
+
+def test_training_runs_on_synthetic_cases_and_validates_them(tmp_path) -> None:  # noqa: ANN001
+    from medsam2.training import TrainConfig, train
+
+    data = SMALL + ";" + ";".join(f"{k}={1 if k in ('blobs', 'ct') else 0}" for k in DEFAULT_WEIGHTS)
+    cfg = TrainConfig(
+        data=data,
+        out=str(tmp_path / "run"),
+        preset="tiny",
+        steps=2,
+        clip_length=4,
+        val_split=0.1,
+        val_cases=2,
+        checkpoint_every=1000,
+        prompt_freq=4,
+        clip_reverse=0.5,
+    )
+    result = train(cfg)
+    assert len(result.history) == 2 and all(np.isfinite(h["loss"]) for h in result.history)
+    record = result.validations[-1]
+    assert "dice_synthetic_target" in record and 0.0 <= record["dice"] <= 1.0
