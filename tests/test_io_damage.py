@@ -22,6 +22,7 @@ from data_files import pydicom_series_dir
 from PIL import Image
 
 from medsam2.cli.main import main
+from medsam2.errors import InputError
 from medsam2.io import read_image
 
 Builder = Callable[[Path], Path]
@@ -321,3 +322,19 @@ def test_header_needing_more_memory_than_available_is_refused_before_reading(
         in line
     )
     assert "only 1.0 GiB of memory is available; refused before allocating" in line
+
+
+def test_tiff_that_simpleitk_would_read_at_reduced_bit_depth_is_refused(tmp_path: Path) -> None:
+    """Not damage, but the same silent loss: ITK reads some TIFF layouts (here 3 x 16-bit samples)
+    through an 8-bit RGBA fallback with only a warning; medsam2 refuses instead."""
+    tifffile = pytest.importorskip("tifffile")
+    src = tmp_path / "three16.tif"
+    planes = np.random.default_rng(0).integers(0, 4000, (3, 33, 47), dtype=np.uint16)
+    tifffile.imwrite(src, planes, photometric="rgb", planarconfig="separate")
+    with pytest.raises(
+        InputError, match=r"three16.tif: SimpleITK can read this TIFF layout only .* losing bit depth"
+    ):
+        read_image(src)
+    grey16 = tmp_path / "grey16.tif"
+    tifffile.imwrite(grey16, np.full((33, 47), 40000, dtype=np.uint16))
+    assert int(read_image(grey16).array.max()) == 40000  # a plain 16-bit page keeps its values

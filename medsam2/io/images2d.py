@@ -169,10 +169,17 @@ def _load(
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        with quiet_itk(), captured_output() as messages:
+        # ITK's warnings stay on (captured, not shown): its TIFF reader only warns when it falls back
+        # to 8-bit RGBA and drops bits
+        with captured_output() as messages:
             image = reader.Execute()
         if fmt == "jpeg":
             _refuse_corrupt_jpeg(path, messages)
+        if "Data loss will occur" in " ".join(messages):
+            raise InputError(
+                f"{path}: SimpleITK can read this TIFF layout only through its 8-bit RGBA fallback, losing "
+                "bit depth; save it as one grey or RGB page per slice (e.g. with tifffile or Pillow)"
+            )
     except RuntimeError as exc:
         reason = sitk_reason(exc)
         picture = _read_with_pillow(path, reason)
