@@ -19,6 +19,7 @@ from torch import Tensor
 from medsam2.engine.memory import MemoryEntry
 from medsam2.engine.session import FrameOutput, FramePrompt, FrameResult, InferenceSession, ObjectState
 from medsam2.errors import PromptError
+from medsam2.model.memory_kv import MemoryKeys
 from medsam2.model.sam2_model import DecoderOutput, FrameFeatures, MemoryInput, PointerInput, Sam2Model
 
 __all__ = ["Direction", "frame_features", "prompt_frame", "track_frame", "propagate", "frame_output"]
@@ -72,10 +73,22 @@ def _memory_inputs(
     """Memory-conditioned features of `frame` for `obj` (B=1, C, h, w)."""
     sel = obj.policy.select(frame, reverse, query_embed=feats.vision[0], num_frames=session.num_frames)
     dev = session.device
+    cached = not model.training and not torch.is_grad_enabled()
+
+    def keys(entry: MemoryEntry) -> MemoryKeys:
+        return model.memory_keys(entry.features[None].to(dev), entry.pos_enc[None].to(dev))
+
     memories = [
-        MemoryInput(m.entry.features[None].to(dev).float(), m.entry.pos_enc[None].to(dev), m.tpos)
+        MemoryInput(
+            m.entry.features[None].to(dev).float(),
+            m.entry.pos_enc[None].to(dev),
+            m.tpos,
+            obj.keys.get(m.entry, keys) if cached else None,
+        )
         for m in sel.memories
     ]
+    if cached:
+        obj.keys.retain((m.entry for m in sel.memories), obj.policy.entries())
     pointers = [PointerInput(p.entry.obj_ptr[None].to(dev), p.tdiff) for p in sel.pointers]
     max_tdiff = min(session.num_frames, model.config.max_obj_ptrs_in_encoder) - 1
     return model.condition_on_memory(feats, memories, pointers, max_tdiff)
@@ -94,8 +107,8 @@ def _store(
 ) -> FrameResult:
     """Encode the frame's memory, keep the result and hand the memory to the policy."""
     mem, mem_pos = model.encode_memory(feats.vision, out.high_res_masks, out.object_score_logits, binarize)
-    iou = float(out.ious[0].max().detach())  # the kept mask: best of several, or the single one
-    score = float(out.object_score_logits[0, 0].detach())
+    iou = out.ious[0].max().detach()  # the kept mask: best of several, or the single one
+    score = out.object_score_logits[0, 0].detach()  # both stay on the device: no host read here
     entry = MemoryEntry(
         frame_idx=frame,
         prompted=prompted,
@@ -104,11 +117,21 @@ def _store(
         obj_ptr=out.obj_ptr[0],
         iou=iou,
         object_score=score,
-        image_embed=feats.vision[0],
+        image_embed=feats.vision[0] if obj.policy.needs_image_embed else None,
     )
     kept = out if session.keep_decoder_outputs else None
+    # only prompted results keep their memory (a new propagation starts from them); the
+    # policy holds what it needs of the others, so nothing per frame outlives its memory slot
     result = FrameResult(
-        frame, out.low_res_masks.float(), score, iou, out.obj_ptr, prompted, reverse, entry, kept
+        frame,
+        out.low_res_masks.float(),
+        score,
+        iou,
+        out.obj_ptr,
+        prompted,
+        reverse,
+        entry if prompted else None,
+        kept,
     )
     obj.results[frame] = result
     obj.policy.add(entry)
@@ -162,19 +185,24 @@ def frame_output(session: InferenceSession, frame: int, obj_ids: list[int] | Non
     Objects without a result on that frame come out empty (logits -1024)."""
     ids = sorted(session.objects) if obj_ids is None else obj_ids
     h, w = session.source.frame_size(frame)
+    dev = session.device
     logits, scores, ious = [], [], []
     for oid in ids:
         res = session.objects[oid].results.get(frame)
         if res is None:
-            logits.append(torch.full((1, 1, h, w), -1024.0))
-            scores.append(-1024.0)
-            ious.append(0.0)
+            logits.append(torch.full((1, 1, h, w), -1024.0, device=dev))
+            scores.append(torch.full((), -1024.0, device=dev))
+            ious.append(torch.zeros((), device=dev))
             continue
         up = F.interpolate(res.low_res_logits, size=(h, w), mode="bilinear", align_corners=False)
-        logits.append(up.cpu())
-        scores.append(res.object_score)
-        ious.append(res.iou)
-    return FrameOutput(frame, tuple(ids), torch.cat(logits)[:, 0], torch.tensor(scores), torch.tensor(ious))
+        logits.append(up.to(dev))
+        scores.append(res.score_logit.to(dev, torch.float32).reshape(()))
+        ious.append(res.iou_pred.to(dev, torch.float32).reshape(()))
+    # one device-to-host transfer per frame for the masks and scores of every object
+    n = len(ids)
+    packed = torch.cat([torch.cat(logits).flatten(), torch.stack(scores), torch.stack(ious)]).cpu()
+    masks, score_t, iou_t = packed.split([n * h * w, n, n])
+    return FrameOutput(frame, tuple(ids), masks.view(n, h, w), score_t, iou_t)
 
 
 def _passes(session: InferenceSession, direction: Direction, start: int | None) -> list[tuple[bool, range]]:
@@ -198,11 +226,13 @@ def _begin(model: Sam2Model, session: InferenceSession) -> None:
     """Fresh memory for a new propagation: only the prompted frames' results are kept."""
     for obj in session.objects.values():
         obj.policy.reset()
+        obj.keys.clear()
         kept = {f: r for f, r in obj.results.items() if f in obj.prompts and r.prompted}
         obj.results = kept
         for f in obj.prompted_frames():
-            if f in kept:
-                obj.policy.add(kept[f].memory)
+            memory = kept[f].memory if f in kept else None
+            if memory is not None:
+                obj.policy.add(memory)
             else:
                 prompt_frame(model, session, obj.obj_id, f)
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from medsam2.engine.frames import FrameSource
+from medsam2.engine.key_cache import KeyCache
 from medsam2.engine.memory import MemoryEntry, MemoryPolicy
 from medsam2.model.sam2_model import DecoderOutput, FrameFeatures
 
@@ -43,19 +44,30 @@ class FramePrompt:
 class FrameResult:
     """What the engine keeps per object and frame.
 
-    low_res_logits (1, 1, 4h, 4w) float32; obj_ptr (1, C); memory features are stored in
+    low_res_logits (1, 1, 4h, 4w) float32; obj_ptr (1, C); scores stay on the device so that
+    propagation needs no host read per frame; memory features are stored in
     bfloat16 like SAM 2's video predictor (half the memory; identical results).
     """
 
     frame_idx: int
     low_res_logits: Tensor
-    object_score: float
-    iou: float
+    score_logit: Tensor  # () object-score logit, left on the device (read it through object_score)
+    iou_pred: Tensor  # () predicted IoU of the kept mask, on the device (read it through iou)
     obj_ptr: Tensor
     prompted: bool
     reverse: bool
-    memory: MemoryEntry
+    memory: MemoryEntry | None  # the frame's memory entry; kept for prompted frames only
     decoder: DecoderOutput | None = None  # full decoder output, kept only when training
+
+    @property
+    def object_score(self) -> float:
+        """The object-score logit as a Python float (a host read)."""
+        return float(self.score_logit)
+
+    @property
+    def iou(self) -> float:
+        """The predicted IoU as a Python float (a host read)."""
+        return float(self.iou_pred)
 
 
 @dataclass
@@ -67,6 +79,7 @@ class ObjectState:
     prompts: dict[int, FramePrompt] = field(default_factory=dict)
     results: dict[int, FrameResult] = field(default_factory=dict)
     tracked: dict[int, bool] = field(default_factory=dict)  # frame -> direction it was tracked in
+    keys: KeyCache = field(default_factory=KeyCache)  # memory-attention keys of its memories (inference)
 
     def prompted_frames(self) -> list[int]:
         return sorted(self.prompts)

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Attention", "MLP", "LayerNorm2d", "split_heads", "merge_heads"]
+__all__ = ["Attention", "MLP", "LayerNorm2d", "attention", "split_heads", "merge_heads"]
+
+_SCORES_PER_CHUNK = 1 << 22  # CPU attention: query chunks whose score block stays ~16 MiB
 
 
 def split_heads(x: Tensor, num_heads: int) -> Tensor:
@@ -19,6 +21,25 @@ def merge_heads(x: Tensor) -> Tensor:
     """(B, heads, N, c) -> (B, N, heads * c)."""
     b, h, n, c = x.shape
     return x.transpose(1, 2).reshape(b, n, h * c)
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """softmax(q k^T / sqrt(c)) v without dropout: q (..., N, c), k (..., S, c), v (..., S, e) -> (..., N, e).
+
+    On the CPU, when ``e`` differs from ``c`` (no fused kernel then), queries go in chunks whose
+    score block holds about 4M floats: matmul, softmax, matmul. Elsewhere, or when e == c,
+    ``F.scaled_dot_product_attention``.
+    """
+    if q.device.type != "cpu" or v.shape[-1] == q.shape[-1]:
+        return F.scaled_dot_product_attention(q, k, v)
+    kt = k.transpose(-1, -2)
+    scale = q.shape[-1] ** -0.5
+    step = max(16, _SCORES_PER_CHUNK // max(k.shape[-2], 1))
+    parts = []
+    for s in range(0, q.shape[-2], step):
+        scores = torch.matmul(q[..., s : s + step, :] * scale, kt)
+        parts.append(torch.matmul(torch.softmax(scores, dim=-1), v))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-2)
 
 
 class Attention(nn.Module):

@@ -93,8 +93,30 @@ class MemoryAttentionLayer(nn.Module):
         attn = self.cross_attn_image(x, memory_keys, memory, num_k_exclude_rope, feat_size)
         tgt = tgt + self._drop(attn)
 
+        return self._feed_forward(tgt)
+
+    def _feed_forward(self, tgt: Tensor) -> Tensor:
         x = self.linear2(self._drop(F.relu(self.linear1(self.norm3(tgt)))))
         return tgt + self._drop(x)
+
+    def forward_prepared(
+        self,
+        tgt: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        query_pos: Tensor | None = None,
+        feat_size: tuple[int, int] | None = None,
+    ) -> Tensor:
+        """Inference step on prepared memory: tgt (B, L, C), keys (B, heads, S, c) projected and
+        rotated, values (B, 1, S, kv_in_dim) unprojected -> (B, L, C). No dropout."""
+        x = self.norm1(tgt)
+        qk = x + query_pos if self.pos_enc_at_attn and query_pos is not None else x
+        tgt = tgt + self.self_attn(qk, qk, x, feat_size=feat_size)
+        x = self.norm2(tgt)
+        if self.pos_enc_at_cross_attn_queries and query_pos is not None:
+            x = x + query_pos
+        tgt = tgt + self.cross_attn_image.attend_memory(x, keys, values, feat_size)
+        return self._feed_forward(tgt)
 
     def cross_attn_keys(self, memory: Tensor, memory_pos: Tensor | None) -> Tensor:
         """Keys fed to cross-attention: memory, plus memory_pos if this layer adds it there."""
@@ -184,6 +206,29 @@ class MemoryAttention(nn.Module):
         keys = mem + mem_pos if self.pos_enc_at_cross_attn_keys and mem_pos is not None else mem
         for layer in self.layers:
             out = layer(out, mem, mem_pos, query_pos, num_obj_ptr_tokens, feat_size, memory_keys=keys)
+        return self.norm(out).transpose(0, 1)
+
+    def forward_prepared(
+        self,
+        curr: Tensor,
+        curr_pos: Tensor | None,
+        keys: tuple[Tensor, ...],
+        values: Tensor,
+        feat_size: tuple[int, int] | None = None,
+    ) -> Tensor:
+        """Inference on prepared memory (:func:`medsam2.model.memory_kv.assemble_memory`).
+
+        curr, curr_pos (L, B, d_model); keys: per layer (B, heads, S, c); values (B, 1, S,
+        kv_in_dim) -> (L, B, d_model), the same function as :meth:`forward` up to rounding.
+        """
+        if len(keys) != self.num_layers:
+            raise ValueError(f"expected keys for {self.num_layers} layers, got {len(keys)}")
+        out = curr + 0.1 * curr_pos if self.pos_enc_at_input and curr_pos is not None else curr
+        out = out.transpose(0, 1)
+        query_pos = curr_pos.transpose(0, 1) if curr_pos is not None else None
+        for layer, k in zip(self.layers, keys, strict=True):
+            assert isinstance(layer, MemoryAttentionLayer)
+            out = layer.forward_prepared(out, k, values, query_pos, feat_size)
         return self.norm(out).transpose(0, 1)
 
 

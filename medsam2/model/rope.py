@@ -19,9 +19,9 @@ from collections import OrderedDict
 import torch
 from torch import Tensor
 
-from medsam2.model.common import Attention
+from medsam2.model.common import Attention, attention, merge_heads, split_heads
 
-__all__ = ["RoPEAttention", "apply_rope", "axial_rope_table", "infer_square_grid"]
+__all__ = ["RoPEAttention", "apply_rope", "axial_rope_table", "infer_square_grid", "rotate"]
 
 _TableKey = tuple[int, int, int, float, torch.device]
 _TABLES: OrderedDict[_TableKey, Tensor] = OrderedDict()
@@ -65,7 +65,7 @@ def axial_rope_table(
     return table
 
 
-def _rotate(x: Tensor, table: Tensor) -> Tensor:
+def rotate(x: Tensor, table: Tensor) -> Tensor:
     """Rotate channel pairs of x (..., N, c) by the complex table (N, c / 2), in float32.
 
     One fused complex multiply: cheaper than the equivalent real cos/sin arithmetic, which
@@ -88,15 +88,15 @@ def apply_rope(q: Tensor, k: Tensor, table: Tensor, repeat_k: bool = False) -> t
     n = q.shape[-2]
     if table.shape[0] != n:
         raise ValueError(f"RoPE table covers {table.shape[0]} positions but q has {n} tokens")
-    q_out = _rotate(q, table)
+    q_out = rotate(q, table)
     nk = k.shape[-2]
     if nk == 0:
         return q_out, k
     if nk == n:
-        return q_out, _rotate(k, table)
+        return q_out, rotate(k, table)
     if not repeat_k or nk % n:
         raise ValueError(f"{nk} rotary keys do not match {n} queries (repeat_k={repeat_k})")
-    k_out = _rotate(k.unflatten(-2, (nk // n, n)), table).flatten(-3, -2)
+    k_out = rotate(k.unflatten(-2, (nk // n, n)), table).flatten(-3, -2)
     return q_out, k_out
 
 
@@ -156,3 +156,21 @@ class RoPEAttention(Attention):
             qh, k_rot = apply_rope(qh, kh[:, :, :num_k_rope], table, self.rope_k_repeat)
             kh[:, :, :num_k_rope] = k_rot
         return self.attend(qh, kh, vh)
+
+    def attend_memory(
+        self, q: Tensor, keys: Tensor, values: Tensor, feat_size: tuple[int, int] | None
+    ) -> Tensor:
+        """Cross-attention to prepared memory (inference; see :mod:`medsam2.model.memory_kv`).
+
+        q: (B, N, embedding_dim) grid tokens; keys: (B, heads, S, c), already projected and
+        rotated where they should be; values: (B, 1, S, kv_in_dim) *unprojected* memory tokens.
+        Attention runs on the raw values and ``v_proj`` is applied after it (the weights of a
+        query sum to one). Returns (B, N, embedding_dim).
+        """
+        qh = split_heads(self.q_proj(q), self.num_heads)
+        h, w = feat_size if feat_size is not None else infer_square_grid(qh.shape[-2])
+        qh = rotate(qh, axial_rope_table(self.head_dim, h, w, self.rope_theta, qh.device))
+        out = attention(qh, keys, values)  # (B, heads, N, kv_in_dim)
+        weight = self.v_proj.weight.view(self.num_heads, self.head_dim, -1)
+        out = torch.matmul(out, weight.transpose(1, 2)) + self.v_proj.bias.view(self.num_heads, 1, -1)
+        return self.out_proj(merge_heads(out))

@@ -21,6 +21,7 @@ from medsam2.model.image_encoder import build_image_encoder
 from medsam2.model.mask_decoder import build_sam_heads
 from medsam2.model.memory_attention import build_memory_attention
 from medsam2.model.memory_encoder import build_memory_encoder
+from medsam2.model.memory_kv import MemoryKeys, assemble_memory, project_memory, temporal_keys
 
 __all__ = ["Sam2Model", "FrameFeatures", "DecoderOutput", "MemoryInput", "PointerInput", "NO_OBJ_SCORE"]
 
@@ -75,6 +76,7 @@ class MemoryInput:
     features: Tensor
     pos_enc: Tensor
     tpos: int | None
+    keys: MemoryKeys | None = None  # precomputed by `Sam2Model.memory_keys` (inference cache)
 
 
 @dataclass(frozen=True)
@@ -291,6 +293,8 @@ class Sam2Model(nn.Module):
         """
         if not memories and not pointers:
             return self.add_no_memory(feats)
+        if not self.training and not torch.is_grad_enabled():
+            return self._condition_prepared(feats, memories, pointers, max_tdiff)
         b = feats.vision.shape[0]
         n = self.config.num_maskmem
         tokens, tokens_pos = [], []
@@ -305,6 +309,34 @@ class Sam2Model(nn.Module):
             tokens_pos.append(ptr_pos)
             num_ptr_tokens = ptr_tok.shape[0]
         return self._attend(feats, torch.cat(tokens, 0), torch.cat(tokens_pos, 0), num_ptr_tokens)
+
+    def memory_keys(self, features: Tensor, pos_enc: Tensor) -> MemoryKeys:
+        """Cross-attention keys of one memory, features and pos_enc (1, mem_dim, h, w), for every
+        memory-attention layer (computed once per memory and reused, see `MemoryInput.keys`)."""
+        return project_memory(self.memory_attention, features, pos_enc)
+
+    def _condition_prepared(
+        self, feats: FrameFeatures, memories: list[MemoryInput], pointers: list[PointerInput], max_tdiff: int
+    ) -> Tensor:
+        """Inference path of `condition_on_memory`: per-memory keys reused, values unprojected."""
+        b, c, h, w = feats.vision.shape
+        n = self.config.num_maskmem
+        temporal: dict[int, tuple[Tensor, ...]] = {}
+        items: list[tuple[MemoryKeys, tuple[Tensor, ...] | None]] = []
+        for m in memories:
+            keys = m.keys if m.keys is not None else self.memory_keys(m.features, m.pos_enc)
+            if m.tpos is not None and m.tpos not in temporal:
+                enc = self.maskmem_tpos_enc[n - m.tpos - 1]
+                temporal[m.tpos] = temporal_keys(self.memory_attention, enc, (h, w))
+            items.append((keys, None if m.tpos is None else temporal[m.tpos]))
+        ptrs = None
+        if pointers and self.config.use_obj_ptrs_in_encoder:
+            ptrs = self.pointer_tokens(pointers, max_tdiff, b)
+        prepared = assemble_memory(self.memory_attention, items, ptrs, b)
+        curr = feats.vision.flatten(2).permute(2, 0, 1)
+        curr_pos = feats.pos.flatten(2).permute(2, 0, 1)
+        out = self.memory_attention.forward_prepared(curr, curr_pos, prepared.keys, prepared.values, (h, w))
+        return out.permute(1, 2, 0).reshape(b, c, h, w)
 
     def _attend(
         self, feats: FrameFeatures, memory: Tensor, memory_pos: Tensor, num_ptr_tokens: int

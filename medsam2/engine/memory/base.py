@@ -50,8 +50,9 @@ class MemoryEntry:
         features: ``(mem_dim, h, w)`` memory-encoder features.
         pos_enc: ``(mem_dim, h, w)`` their spatial position encoding.
         obj_ptr: ``(d_model,)`` object pointer.
-        iou: predicted IoU of the mask that was kept.
-        object_score: object-score logit (``> 0``: the object is present).
+        iou: predicted IoU of the mask that was kept (a float, or a 0-d tensor that the engine
+            leaves on the device; policies that read it call ``float()``).
+        object_score: object-score logit (``> 0``: the object is present), float or 0-d tensor.
         image_embed: ``(d,)`` or ``(d, h, w)`` image embedding of the frame, used by
             similarity-based retrieval; ``None`` when the policy does not need it.
 
@@ -63,8 +64,8 @@ class MemoryEntry:
     features: Tensor
     pos_enc: Tensor
     obj_ptr: Tensor
-    iou: float
-    object_score: float
+    iou: float | Tensor
+    object_score: float | Tensor
     image_embed: Tensor | None = None
 
     def __post_init__(self) -> None:
@@ -142,6 +143,12 @@ class MemoryPolicy(ABC):
     """
 
     name: ClassVar[str]
+
+    @property
+    def needs_image_embed(self) -> bool:
+        """Whether :meth:`select` reads the entries' ``image_embed`` (the engine stores one per
+        entry only then: at 512 px it is 1 MB per frame)."""
+        return False
 
     @abstractmethod
     def reset(self) -> None:

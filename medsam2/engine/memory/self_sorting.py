@@ -169,6 +169,11 @@ class SelfSortingPolicy(MemoryPolicy):
 
     # ---- storage -------------------------------------------------------------------------
 
+    @property
+    def needs_image_embed(self) -> bool:
+        """``"sample"`` and ``"topk"`` retrieval compare image embeddings; ``"all"`` does not."""
+        return self.retrieval != "all"
+
     def reset(self) -> None:
         self._prompted.clear()
         self._bank.clear()
@@ -194,7 +199,7 @@ class SelfSortingPolicy(MemoryPolicy):
         if entry.prompted:
             self._prompted[entry.frame_idx] = entry
             self._record(entry, "prompted")
-        elif entry.object_score <= 0 and not self.admit_absent:
+        elif float(entry.object_score) <= 0 and not self.admit_absent:
             self._record(entry, "absent")
         else:
             self._admit(entry)
@@ -217,7 +222,7 @@ class SelfSortingPolicy(MemoryPolicy):
         neighbour = max(others, key=lambda t: (self._pair[_key(least, t)], -t))
         if not to_new[least] < self._pair[_key(least, neighbour)]:
             self._record(entry, "redundant")
-        elif not entry.iou > self._bank[neighbour].iou - self.margin:
+        elif not float(entry.iou) > float(self._bank[neighbour].iou) - self.margin:
             self._record(entry, "low-iou")
         else:
             self._evict(neighbour)
