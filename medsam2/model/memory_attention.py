@@ -13,6 +13,7 @@ encoding in every layer; self-attention and cross-attention queries get none.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -212,23 +213,22 @@ class MemoryAttention(nn.Module):
         self,
         curr: Tensor,
         curr_pos: Tensor | None,
-        keys: tuple[Tensor, ...],
+        keys: Callable[[int], Tensor],
         values: Tensor,
         feat_size: tuple[int, int] | None = None,
     ) -> Tensor:
         """Inference on prepared memory (:func:`medsam2.model.memory_kv.assemble_memory`).
 
-        curr, curr_pos (L, B, d_model); keys: per layer (B, heads, S, c); values (B, 1, S,
-        kv_in_dim) -> (L, B, d_model), the same function as :meth:`forward` up to rounding.
+        curr, curr_pos (L, B, d_model); keys(i): layer i's keys (B, heads, S, c), built when
+        that layer runs; values (B, 1, S, kv_in_dim) -> (L, B, d_model), the same function as
+        :meth:`forward` up to rounding.
         """
-        if len(keys) != self.num_layers:
-            raise ValueError(f"expected keys for {self.num_layers} layers, got {len(keys)}")
         out = curr + 0.1 * curr_pos if self.pos_enc_at_input and curr_pos is not None else curr
         out = out.transpose(0, 1)
         query_pos = curr_pos.transpose(0, 1) if curr_pos is not None else None
-        for layer, k in zip(self.layers, keys, strict=True):
+        for index, layer in enumerate(self.layers):
             assert isinstance(layer, MemoryAttentionLayer)
-            out = layer.forward_prepared(out, k, values, query_pos, feat_size)
+            out = layer.forward_prepared(out, keys(index), values, query_pos, feat_size)
         return self.norm(out).transpose(0, 1)
 
 

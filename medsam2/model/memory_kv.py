@@ -5,7 +5,7 @@ memory it attends to, although a memory's features never change. This module spl
 
 * :func:`project_memory` turns one spatial memory into its keys for every layer, rotated, once
   (``k_proj(features + pos)``; the temporal encoding is left out);
-* :func:`assemble_memory` builds one frame's key/value tensors from those: a memory's temporal
+* :func:`assemble_memory` builds one frame's keys (layer by layer) and values from those: a memory's temporal
   encoding ``t`` enters the keys through linearity, ``rot(k_proj(x + t)) = rot(k_proj(x)) +
   rot(W_k t)``, where ``rot(W_k t)`` is a constant vector rotated per token.
 
@@ -27,7 +27,7 @@ from medsam2.model.common import split_heads
 from medsam2.model.memory_attention import MemoryAttention
 from medsam2.model.rope import RoPEAttention, axial_rope_table, rotate
 
-__all__ = ["MemoryKeys", "PreparedMemory", "project_memory", "temporal_keys", "assemble_memory"]
+__all__ = ["MemoryKeys", "PreparedMemory", "project_memory", "temporal_key", "assemble_memory"]
 
 
 @dataclass(frozen=True)
@@ -49,14 +49,31 @@ class MemoryKeys:
 
 @dataclass(frozen=True)
 class PreparedMemory:
-    """One frame's memory for every layer: keys (B, heads, S, c) per layer, values (B, 1, S, kv).
+    """One frame's memory, its keys built one layer at a time (:meth:`layer_keys`) so that only
+    one layer's (B, heads, S, c) keys exist at once; values (B, 1, S, kv_in_dim) are shared.
 
-    The last ``num_pointer_tokens`` of the S tokens are object pointers (not rotated).
+    ``memories``: each memory's keys and its temporal encoding (kv_in_dim,) or None;
+    ``pointers``: pointer tokens and their position encodings, each (P, B, kv_in_dim), or None.
+    The last P of the S tokens are the pointers (not rotated).
     """
 
-    keys: tuple[Tensor, ...]
+    attn: MemoryAttention
+    memories: tuple[tuple[MemoryKeys, Tensor | None], ...]
+    pointers: tuple[Tensor, Tensor] | None
     values: Tensor
-    num_pointer_tokens: int
+    batch: int
+    size: tuple[int, int]
+
+    def layer_keys(self, index: int) -> Tensor:
+        """Keys of layer ``index``: (B, heads, S, c)."""
+        temporal: dict[int, Tensor] = {}
+        parts = []
+        for mk, enc in self.memories:
+            if enc is not None and id(enc) not in temporal:
+                temporal[id(enc)] = temporal_key(self.attn, index, enc, self.size)
+            parts.append((mk.keys[index], None if enc is None else temporal[id(enc)]))
+        ptr = None if self.pointers is None else _pointer_keys(self.attn, index, *self.pointers)
+        return _layer_keys(parts, ptr, self.batch)
 
 
 def _tokens(x: Tensor) -> Tensor:
@@ -85,17 +102,13 @@ def project_memory(attn: MemoryAttention, features: Tensor, pos: Tensor) -> Memo
     return MemoryKeys(tuple(keys), values[:, None])
 
 
-def temporal_keys(attn: MemoryAttention, tpos_enc: Tensor, size: tuple[int, int]) -> tuple[Tensor, ...]:
-    """``rot(W_k t)`` per layer for a temporal encoding t (kv_in_dim,): each (1, heads, h * w, c)."""
-    h, w = size
-    out = []
-    for i in range(attn.num_layers):
-        cross = _cross(attn, i)
-        kt = torch.mv(cross.k_proj.weight, tpos_enc.reshape(-1).float())  # no bias: it is in the keys
-        pairs = torch.view_as_complex(kt.view(cross.num_heads, 1, -1, 2).contiguous())
-        table = axial_rope_table(cross.head_dim, h, w, cross.rope_theta, kt.device)
-        out.append(torch.view_as_real(pairs * table).flatten(-2)[None])
-    return tuple(out)
+def temporal_key(attn: MemoryAttention, index: int, tpos_enc: Tensor, size: tuple[int, int]) -> Tensor:
+    """``rot(W_k t)`` of layer ``index`` for a temporal encoding t (kv_in_dim,): (1, heads, h * w, c)."""
+    cross = _cross(attn, index)
+    kt = torch.mv(cross.k_proj.weight, tpos_enc.reshape(-1).float())  # no bias: it is in the keys
+    pairs = torch.view_as_complex(kt.view(cross.num_heads, 1, -1, 2).contiguous())
+    table = axial_rope_table(cross.head_dim, size[0], size[1], cross.rope_theta, kt.device)
+    return torch.view_as_real(pairs * table).flatten(-2)[None]
 
 
 def _pointer_keys(attn: MemoryAttention, index: int, tokens: Tensor, pos: Tensor) -> Tensor:
@@ -107,24 +120,18 @@ def _pointer_keys(attn: MemoryAttention, index: int, tokens: Tensor, pos: Tensor
 
 def assemble_memory(
     attn: MemoryAttention,
-    memories: list[tuple[MemoryKeys, tuple[Tensor, ...] | None]],
+    memories: list[tuple[MemoryKeys, Tensor | None]],
     pointers: tuple[Tensor, Tensor] | None,
     batch: int,
+    size: tuple[int, int],
 ) -> PreparedMemory:
-    """Concatenate memories (keys, temporal keys or None) and pointer tokens ((P, B, kv) tokens
-    and position encodings) into one frame's :class:`PreparedMemory`, in attention order."""
+    """One frame's :class:`PreparedMemory` from its memories (keys, temporal encoding (kv_in_dim,)
+    or None; pass the same tensor for equal encodings) and pointer tokens ((P, B, kv) tokens and
+    position encodings), in attention order, on an (h, w) grid."""
     values = [mk.values.expand(batch, -1, -1, -1) for mk, _ in memories]
-    num_ptr = 0
     if pointers is not None:
         values.append(pointers[0].transpose(0, 1)[:, None].float())
-        num_ptr = pointers[0].shape[0]
-    keys = []
-    for i in range(attn.num_layers):
-        ptr_keys = None if pointers is None else _pointer_keys(attn, i, pointers[0], pointers[1])
-        keys.append(
-            _layer_keys([(mk.keys[i], None if tk is None else tk[i]) for mk, tk in memories], ptr_keys, batch)
-        )
-    return PreparedMemory(tuple(keys), torch.cat(values, dim=-2), num_ptr)
+    return PreparedMemory(attn, tuple(memories), pointers, torch.cat(values, dim=-2), batch, size)
 
 
 def _layer_keys(parts: list[tuple[Tensor, Tensor | None]], ptr_keys: Tensor | None, batch: int) -> Tensor:

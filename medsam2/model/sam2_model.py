@@ -21,7 +21,7 @@ from medsam2.model.image_encoder import build_image_encoder
 from medsam2.model.mask_decoder import build_sam_heads
 from medsam2.model.memory_attention import build_memory_attention
 from medsam2.model.memory_encoder import build_memory_encoder
-from medsam2.model.memory_kv import MemoryKeys, assemble_memory, project_memory, temporal_keys
+from medsam2.model.memory_kv import MemoryKeys, assemble_memory, project_memory
 
 __all__ = ["Sam2Model", "FrameFeatures", "DecoderOutput", "MemoryInput", "PointerInput", "NO_OBJ_SCORE"]
 
@@ -321,21 +321,20 @@ class Sam2Model(nn.Module):
         """Inference path of `condition_on_memory`: per-memory keys reused, values unprojected."""
         b, c, h, w = feats.vision.shape
         n = self.config.num_maskmem
-        temporal: dict[int, tuple[Tensor, ...]] = {}
-        items: list[tuple[MemoryKeys, tuple[Tensor, ...] | None]] = []
+        slots = {t: self.maskmem_tpos_enc[n - t - 1] for t in {m.tpos for m in memories} if t is not None}
+        items: list[tuple[MemoryKeys, Tensor | None]] = []
         for m in memories:
             keys = m.keys if m.keys is not None else self.memory_keys(m.features, m.pos_enc)
-            if m.tpos is not None and m.tpos not in temporal:
-                enc = self.maskmem_tpos_enc[n - m.tpos - 1]
-                temporal[m.tpos] = temporal_keys(self.memory_attention, enc, (h, w))
-            items.append((keys, None if m.tpos is None else temporal[m.tpos]))
+            items.append((keys, None if m.tpos is None else slots[m.tpos]))
         ptrs = None
         if pointers and self.config.use_obj_ptrs_in_encoder:
             ptrs = self.pointer_tokens(pointers, max_tdiff, b)
-        prepared = assemble_memory(self.memory_attention, items, ptrs, b)
+        prepared = assemble_memory(self.memory_attention, items, ptrs, b, (h, w))
         curr = feats.vision.flatten(2).permute(2, 0, 1)
         curr_pos = feats.pos.flatten(2).permute(2, 0, 1)
-        out = self.memory_attention.forward_prepared(curr, curr_pos, prepared.keys, prepared.values, (h, w))
+        out = self.memory_attention.forward_prepared(
+            curr, curr_pos, prepared.layer_keys, prepared.values, (h, w)
+        )
         return out.permute(1, 2, 0).reshape(b, c, h, w)
 
     def _attend(
