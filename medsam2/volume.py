@@ -217,6 +217,7 @@ def segment_volume(
     geom = slice_geometry(volume, axis)
     normalised = normalize_volume(Volume(**{**volume.__dict__, "modality": modality}), window)
     frames01 = volume_to_frames(normalised, geom)
+    del normalised  # frames01 is a copy: do not hold a second float32 volume while propagating
     log.info(
         "%s: %s, %d frames of %s, intensity: %s",
         volume.source,

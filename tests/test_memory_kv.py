@@ -130,3 +130,13 @@ def test_key_cache_keys_by_entry_and_retains_a_bounded_set() -> None:
     assert len(cache) == 0
     with pytest.raises(ValueError, match="spare"):
         KeyCache(spare=-1)
+
+
+def test_bf16_autocast_propagation_runs(tiny: Sam2Model) -> None:
+    """The GPU benchmark's bf16 mode: the encoder's in-place products step aside under autocast."""
+    with torch.inference_mode():
+        _, fp32 = _run(tiny, "fifo", direction="forward")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            _, bf16 = _run(tiny, "fifo", direction="forward")
+    assert sorted(bf16) == sorted(fp32)
+    assert all(bool(torch.isfinite(v).all()) for v in bf16.values())

@@ -251,7 +251,8 @@ class HieraBlock(nn.Module):
 
     def _mlp_residual(self, x: Tensor) -> Tensor:
         """x + mlp(norm2(x)) for a fresh x (B, H, W, dim_out); inference updates x in place."""
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type):
+            # (autocast does not cast the in-place product below: bf16 hidden, float32 weights)
             return self.mlp(self.norm2(x)).add_(x)
         # chunks of tokens keep the 4x wider hidden activations in cache; the second product
         # accumulates straight into x, which already holds the residual plus the bias
