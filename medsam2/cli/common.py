@@ -63,7 +63,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_memory: str
         "--checkpoint",
         metavar="FILE",
         help="model weights: Meta's SAM 2/2.1 .pt, MedSAM-2 .pth, bowang-lab MedSAM2 .pt or a medsam2 "
-        ".safetensors (default: the embedded model, when the package ships one)",
+        ".safetensors, or embedded:NAME for a shipped model (embedded:nano, the default, or embedded:nano-synth, "
+        "better on real images; docs/embedded_model.md)",
     )
     g.add_argument(
         "--preset",
@@ -185,8 +186,8 @@ def resolve_device(name: str) -> str:
     raise ConfigError(f"--device {name}: unknown device; choose auto, cpu, cuda, cuda:N or mps")
 
 
-def _embedded_checkpoint() -> Path | None:
-    """The embedded model's weights file, or None when the package ships none."""
+def _embedded_checkpoint(name: str | None = None) -> Path | None:
+    """Embedded model ``name``'s weights file (default: the default one), or None when not shipped."""
     try:
         module = importlib.import_module(EMBEDDED_MODULE)
     except ModuleNotFoundError as exc:
@@ -194,12 +195,34 @@ def _embedded_checkpoint() -> Path | None:
             return None
         raise
     getter = getattr(module, "checkpoint_path", None)
-    path = getter() if callable(getter) else None
+    path = (getter() if name is None else getter(name)) if callable(getter) else None
     return Path(path) if path is not None and Path(path).is_file() else None
+
+
+EMBEDDED_PREFIX = "embedded:"
+
+
+def _embedded_names() -> list[str]:
+    """Names of the embedded models this installation ships (``--checkpoint embedded:NAME``)."""
+    try:
+        module = importlib.import_module(EMBEDDED_MODULE)
+    except ModuleNotFoundError:
+        return []
+    models = getattr(module, "EMBEDDED_MODELS", {})
+    return [n for n in models if _embedded_checkpoint(n) is not None]
 
 
 def resolve_checkpoint(opts: CommonOptions) -> tuple[Path, bool]:
     """(weights file, whether it is the embedded model); errors name ``--checkpoint``."""
+    if opts.checkpoint is not None and str(opts.checkpoint).startswith(EMBEDDED_PREFIX):
+        name = str(opts.checkpoint)[len(EMBEDDED_PREFIX) :]
+        chosen = _embedded_checkpoint(name)
+        if chosen is None:
+            names = ", ".join(EMBEDDED_PREFIX + n for n in _embedded_names())
+            raise InputError(
+                f"--checkpoint {opts.checkpoint}: no such embedded model (installed: {names or 'none'})"
+            )
+        return chosen, True
     if opts.checkpoint is not None:
         if opts.checkpoint.is_dir():
             raise InputError(f"--checkpoint {opts.checkpoint}: is a folder; give the weights file")
@@ -222,8 +245,10 @@ def load_cli_model(opts: CommonOptions, device: str) -> tuple[Any, Path]:
     from medsam2.model.checkpoint import load_model
 
     path, embedded = resolve_checkpoint(opts)
-    if embedded:
+    if embedded and opts.checkpoint is None:
         print(f"medsam2: no --checkpoint given; using the embedded model ({path.name})", file=sys.stderr)
+    elif embedded:
+        print(f"medsam2: using the embedded model {opts.checkpoint} ({path.name})", file=sys.stderr)
     torch.manual_seed(opts.seed)
     model = load_model(path, preset=opts.preset, image_size=opts.image_size, device=device)
     log.info("model %s at %d px on %s", model.config.name, model.image_size, device)
