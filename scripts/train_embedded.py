@@ -18,8 +18,9 @@ and supervoxels of real MR volumes and photographs; boxes and clicks on any axis
 trains. It teaches the model images rather than our phantoms.
 The demo and the quality benchmarks use phantom seeds >= 8000 and real images never trained on
 (the MNI152 T1 image itself, stardist's nuclei); see docs/embedded_model.md. Runs on whatever device is available (CPU works; docs/embedded_model.md has
-the times). The final weights of the last stage run go to medsam2/assets/nano.safetensors
-(+ nano.json, the model config).
+the times). Stage 3's final weights become medsam2/assets/nano.safetensors (the default embedded model),
+stage 4's medsam2/assets/nano_synth.safetensors (``--checkpoint embedded:nano-synth``), each with
+its model config (.json).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ STAGES = {
     "3": ("embedded_nano_mixed.json", (902, 903, 904, 905), "embedded_nano_mixed", "2"),
     "4": ("embedded_nano_synth.json", (), "embedded_nano_synth", "3"),  # data: the config's synth:...
 }
+# stage -> the embedded model its final weights become (medsam2/assets/{name}.safetensors + .json)
+SHIPPED = {"3": "nano", "4": "nano_synth"}
 
 
 def _dataset(data: Path, dataset_id: int) -> Path:
@@ -121,15 +124,16 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true", help="continue the stage's interrupted run")
     args = ap.parse_args()
     stages = list(STAGES) if args.stage == "all" else [args.stage]
-    weights = None
-    for stage in stages:
-        weights = run_stage(stage, Path(args.data), Path(args.runs), args.resume)
-    assert weights is not None
     assets = ROOT / "medsam2" / "assets"
     assets.mkdir(exist_ok=True)
-    for src, dst in ((weights, "nano.safetensors"), (weights.with_suffix(".json"), "nano.json")):
-        shutil.copyfile(src, assets / dst)  # copyfile: the package's files keep their own modes
-    print(json.dumps({"weights": str(weights), "assets": str(assets)}))
+    for stage in stages:
+        weights = run_stage(stage, Path(args.data), Path(args.runs), args.resume)
+        if stage not in SHIPPED:
+            continue
+        stem = SHIPPED[stage]
+        for src, suffix in ((weights, ".safetensors"), (weights.with_suffix(".json"), ".json")):
+            shutil.copyfile(src, assets / f"{stem}{suffix}")  # copyfile: the package's files keep their modes
+        print(json.dumps({"stage": stage, "weights": str(weights), "asset": str(assets / stem)}))
 
 
 if __name__ == "__main__":
