@@ -5,8 +5,9 @@ on its middle slice, propagating both ways, with sam2.1_hiera_t random weights (
 head biased to "present" so memories carry masks). Each N runs in its own subprocess, so peak
 RSS (``ru_maxrss``) is that run's alone. Printed per N: seconds per slice (wall clock and
 process CPU time), peak RSS, the RSS before propagation (model, volume and its normalised
-frames) and the growth during propagation. Time should grow linearly with N, memory stay flat
-apart from the input volume itself.
+frames), the growth over it (preprocessing included), and, separately, the RSS when propagation
+starts and the peak growth while it runs (the kernel's peak count is reset at that point).
+Time should grow linearly with N; the propagation's growth should not grow with N.
 
     python benchmarks/volume.py [--slices 64 150 300] [--size 512] [--image-size 512]
         [--threads 2] [--memory fifo] [--baseline DIR]
@@ -32,6 +33,34 @@ def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
     return pages * resource.getpagesize() / 2**20
+
+
+def _peak_mb() -> float:
+    """Peak resident set size since the last :func:`_reset_peak` (``VmHWM``) in MB."""
+    with open("/proc/self/status") as f:
+        line = next(x for x in f if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
+def _reset_peak() -> None:
+    """Restart the kernel's peak-RSS count (``VmHWM``) from the current RSS (Linux)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _watch_propagation(marks: dict[str, float]) -> None:
+    """Record RSS when propagation starts and its peak while it runs (preprocessing excluded)."""
+    from medsam2.engine.video_predictor import VideoPredictor
+
+    original = VideoPredictor.propagate
+
+    def propagate(self: Any, *args: Any, **kwargs: Any) -> Any:
+        marks["start_mb"] = _rss_mb()
+        _reset_peak()
+        yield from original(self, *args, **kwargs)
+        marks["peak_mb"] = _peak_mb()
+
+    VideoPredictor.propagate = propagate  # type: ignore[method-assign]
 
 
 def synthetic_volume(slices: int, size: int) -> Any:
@@ -69,6 +98,8 @@ def run_one(slices: int, size: int, image_size: int, memory: str) -> dict[str, f
     mid = slices // 2
     box = VoxelBox((0.3 * size, 0.3 * size, mid), (0.7 * size, 0.6 * size, mid))
     before = _rss_mb()
+    marks: dict[str, float] = {}
+    _watch_propagation(marks)
     t0, c0 = time.perf_counter(), time.process_time()
     seg = segment_volume(model, volume, [VolumeObject(1, boxes=(box,))], memory=memory)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -79,6 +110,8 @@ def run_one(slices: int, size: int, image_size: int, memory: str) -> dict[str, f
         "peak_rss_mb": peak,
         "rss_before_mb": before,
         "growth_mb": peak - before,
+        "propagation_start_mb": marks["start_mb"],
+        "propagation_growth_mb": marks["peak_mb"] - marks["start_mb"],
         "volume_mb": volume.array.nbytes / 2**20,
         "voxels": int((seg.labels > 0).sum()),
     }
@@ -103,6 +136,7 @@ def main() -> None:
     )
     print(
         f"{'slices':>6} {'s/slice':>8} {'cpu s/slice':>11} {'peak RSS MB':>11} {'before MB':>9} {'growth MB':>9}"
+        f" {'prop. start MB':>14} {'prop. growth MB':>15}"
     )
     for n in args.slices:
         cmd = [sys.executable, __file__, "--child", str(n), "--size", str(args.size)]
@@ -112,7 +146,8 @@ def main() -> None:
         r = json.loads(out.splitlines()[-1])
         print(
             f"{n:>6} {r['s_per_slice']:>8.3f} {r['cpu_s_per_slice']:>11.3f} {r['peak_rss_mb']:>11.0f}"
-            f" {r['rss_before_mb']:>9.0f} {r['growth_mb']:>9.0f}",
+            f" {r['rss_before_mb']:>9.0f} {r['growth_mb']:>9.0f}"
+            f" {r['propagation_start_mb']:>14.0f} {r['propagation_growth_mb']:>15.0f}",
             flush=True,
         )
 
