@@ -19,7 +19,7 @@ import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -32,6 +32,8 @@ __all__ = [
     "DatasetSpec",
     "CaseFiles",
     "CaseFrames",
+    "case_frames",
+    "cache_put",
     "TrainingDataset",
     "read_dataset_json",
     "scan_cases",
@@ -192,6 +194,34 @@ class CaseFrames:
         return tuple(sorted(self.presence))
 
 
+def case_frames(
+    name: str,
+    axis: str,
+    image: np.ndarray,
+    labels: np.ndarray,
+    classes: dict[int, str],
+    label_offset: int = 0,
+) -> CaseFrames:
+    """A :class:`CaseFrames` from frames (T, H, W[, 3]) and their labels (T, H, W): the labels move by
+    ``label_offset`` (background stays 0) and each of ``classes`` present gets its presence vector."""
+    if label_offset:
+        labels = np.where(labels > 0, labels + label_offset, 0)
+    flat = labels.reshape(labels.shape[0], -1)
+    presence = {v: (flat == v).any(axis=1) for v in classes if (flat == v).any()}
+    return CaseFrames(name, axis, image, labels, presence)
+
+
+K = TypeVar("K")
+
+
+def cache_put(cache: OrderedDict[K, CaseFrames], key: K, item: CaseFrames, limit: int) -> CaseFrames:
+    """Store ``item`` as the newest entry of the LRU ``cache``, evict down to ``limit``, return it."""
+    cache[key] = item
+    while len(cache) > limit:
+        cache.popitem(last=False)
+    return item
+
+
 def _label_array(volume: Volume) -> np.ndarray:
     arr = volume.array
     if arr.ndim != volume.ndim:
@@ -272,12 +302,12 @@ class TrainingDataset:
         geom = slice_geometry(image, axis if image.ndim == 3 else "auto")
         unit = image_to_unit(image, self.spec.modality, self.window)
         labels = volume_to_frames(_label_array(label), geom)
-        if self.label_offset:
-            labels = np.where(labels > 0, labels + self.label_offset, 0)
-        flat = labels.reshape(labels.shape[0], -1)
-        presence = {v: (flat == v).any(axis=1) for v in self.classes if (flat == v).any()}
-        item = CaseFrames(self.cases[index].name, geom.plane, volume_to_frames(unit, geom), labels, presence)
-        self._cache[key] = item
-        while len(self._cache) > self.cache_cases:
-            self._cache.popitem(last=False)
-        return item
+        item = case_frames(
+            self.cases[index].name,
+            geom.plane,
+            volume_to_frames(unit, geom),
+            labels,
+            self.classes,
+            self.label_offset,
+        )
+        return cache_put(self._cache, key, item, self.cache_cases)

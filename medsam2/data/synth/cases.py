@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medsam2.data.datasets import CaseFrames, DatasetSpec
+from medsam2.data.datasets import CaseFrames, DatasetSpec, cache_put, case_frames
 from medsam2.data.synth import sources
 from medsam2.data.synth.appearance import corrupt, paint, to_unit
 from medsam2.data.synth.slab import Source, sample_slab
@@ -179,12 +179,5 @@ class SyntheticCases:
             self._cache.move_to_end(case)
             return self._cache[case]
         image, labels, _ = generate_case(self.synth, case)
-        if self.label_offset:
-            labels = np.where(labels > 0, labels + self.label_offset, 0)
-        flat = labels.reshape(labels.shape[0], -1)
-        presence = {v: (flat == v).any(axis=1) for v in self.classes if (flat == v).any()}
-        item = CaseFrames(self._names[index], "axial", image, labels, presence)
-        self._cache[case] = item
-        while len(self._cache) > self.cache_cases:
-            self._cache.popitem(last=False)
-        return item
+        item = case_frames(self._names[index], "axial", image, labels, self.classes, self.label_offset)
+        return cache_put(self._cache, case, item, self.cache_cases)
