@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from medsam2.preprocessing.intensity import percentile_normalize
+
 __all__ = ["paint", "corrupt", "to_unit"]
 
 
@@ -68,5 +70,4 @@ def corrupt(image: np.ndarray, rng: np.random.Generator, painted: bool) -> np.nd
 def to_unit(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Percentile normalisation to [0, 1]; sometimes a narrower window, clipping like a CT window does."""
     lo_p, hi_p = (0.5, 99.5) if rng.random() < 0.7 else (rng.uniform(0.5, 20.0), rng.uniform(80.0, 99.5))
-    lo, hi = np.percentile(image, [lo_p, hi_p])
-    return np.clip((image - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0).astype(np.float32)
+    return percentile_normalize(image, lo_p, hi_p)

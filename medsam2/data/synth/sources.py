@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from medsam2.data.synth.slab import Source, smooth_field
 from medsam2.errors import InputError
+from medsam2.preprocessing.intensity import percentile_normalize
 
 __all__ = [
     "phantom_source",
@@ -152,11 +153,6 @@ def _ellipsoid(shape: tuple[int, ...], centre: np.ndarray, radii: np.ndarray) ->
     return (2.0 - r2).astype(np.float32)
 
 
-def _unit(image: np.ndarray) -> np.ndarray:
-    lo, hi = np.percentile(image, [0.5, 99.5])
-    return np.clip((image - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
-
-
 @functools.lru_cache(maxsize=1)
 def real3d_sources() -> tuple[Source, ...]:
     """Small real MR volumes (nibabel/dipy test data) with SLIC supervoxels inside the head."""
@@ -172,7 +168,7 @@ def real3d_sources() -> tuple[Source, ...]:
     for path, spacing in files:
         data = np.asarray(nib.load(str(path)).get_fdata(), dtype=np.float32)  # type: ignore[attr-defined]
         data = data[..., 0] if data.ndim == 4 else data
-        image = _unit(data)
+        image = percentile_normalize(data)
         mask = ndimage.binary_fill_holes(image > 0.1)
         for n in (12, 40):
             sv = slic(image, n_segments=n, compactness=0.1, mask=mask, spacing=spacing, channel_axis=None)
@@ -214,7 +210,7 @@ def real2d_sources() -> tuple[Source, ...]:
     out = []
     for name, img in images:
         scale = 256 / max(img.shape)
-        small = _unit(
+        small = percentile_normalize(
             resize(img, (round(img.shape[0] * scale), round(img.shape[1] * scale)), anti_aliasing=True)
         )
         for k in (100, 400):
