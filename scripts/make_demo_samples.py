@@ -5,8 +5,7 @@ its tissue labels (1 CSF = brain - GM - WM, 2 grey matter, 3 white matter).
 
 The template is the ICBM 2009a nonlinear symmetric average (Fonov et al., NeuroImage 2009/2011);
 its licence (copyright notice kept in medsam2/assets/MNI152_LICENSE.txt) allows redistribution.
-The brain mask is the filled T1 > 20 region (the template is skull-stripped); GM / WM are the
-tissue probabilities >= 0.5 inside it, WM where WM >= GM.
+The labels follow ``medsam2.data.synth.sources.mni_tissue_labels`` (the rule training uses).
 """
 
 from __future__ import annotations
@@ -15,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
+
+from medsam2.data.synth.sources import mni_tissue_labels
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "medsam2" / "assets"
@@ -38,11 +38,7 @@ def main() -> None:
         for k in ("t1", "gm", "wm")
     }
     arr = {k: sitk.GetArrayFromImage(v).astype(np.float32) for k, v in read.items()}
-    brain = ndimage.binary_fill_holes(ndimage.binary_closing(arr["t1"] > 20, iterations=2))
-    labels = np.zeros(brain.shape, np.uint8)
-    labels[brain] = 1
-    labels[brain & (arr["gm"] >= 127)] = 2
-    labels[brain & (arr["wm"] >= 127) & (arr["wm"] >= arr["gm"])] = 3
+    labels = mni_tissue_labels(arr["t1"], arr["gm"], arr["wm"]).astype(np.uint8)  # 1 CSF, 2 GM, 3 WM
     lab = sitk.GetImageFromArray(labels)
     lab.CopyInformation(read["t1"])
     t1 = _resample(sitk.Cast(read["t1"], sitk.sitkFloat32), 2.0, nearest=False)

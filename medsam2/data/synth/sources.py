@@ -89,6 +89,18 @@ def rendered_phantom_source(seed: int, weighting: str) -> Source:
     )
 
 
+def mni_tissue_labels(t1: np.ndarray, gm: np.ndarray, wm: np.ndarray) -> np.ndarray:
+    """MNI152 tissue labels (int16) from its T1 and GM/WM probability maps (0-255, same grid):
+    the brain is the filled T1 > 20 region (the template is skull-stripped), CSF = brain - GM - WM,
+    GM / WM where their probability is >= 0.5, WM where WM >= GM."""
+    brain = ndimage.binary_fill_holes(ndimage.binary_closing(t1 > 20, iterations=2))
+    labels = np.zeros(brain.shape, np.int16)
+    labels[brain] = CSF
+    labels[brain & (gm >= 127)] = GM
+    labels[brain & (wm >= 127) & (wm >= gm)] = WM
+    return labels
+
+
 @functools.lru_cache(maxsize=1)
 def brain_source() -> Source:
     """MNI152 tissue maps at 1.5 mm with the distance (mm) outside the brain for the shells."""
@@ -101,12 +113,8 @@ def brain_source() -> Source:
             str(base / f"mni_icbm152_{key}_tal_nlin_sym_09a_converted.nii.gz"), sitk.sitkFloat32
         )
         maps[key] = ndimage.zoom(sitk.GetArrayFromImage(img), 1 / 1.5, order=1)
-    brain = ndimage.binary_fill_holes(ndimage.binary_closing(maps["t1"] > 20, iterations=2))
-    labels = np.zeros(brain.shape, np.int16)
-    labels[brain] = CSF
-    labels[brain & (maps["gm"] >= 127)] = GM
-    labels[brain & (maps["wm"] >= 127) & (maps["wm"] >= maps["gm"])] = WM
-    dist = ndimage.distance_transform_edt(~brain, sampling=1.5).astype(np.float32)
+    labels = mni_tissue_labels(maps["t1"], maps["gm"], maps["wm"])
+    dist = ndimage.distance_transform_edt(labels == 0, sampling=1.5).astype(np.float32)
     groups = {"brain": (CSF, GM, WM), "parenchyma": (GM, WM), "head": (CSF, GM, WM, *SHELLS)}
     # array order (z, y, x) from SimpleITK; spacing 1.5 mm each way
     return Source("mni152", labels, (1.5, 1.5, 1.5), groups=groups, extra={"outside_mm": dist})
