@@ -203,9 +203,13 @@ class EpisodeSampler:
         """Class value -> cases containing it (one pass over the dataset, on first use)."""
         if self._class_index is None:
             index: dict[int, list[int]] = {}
-            for i in range(len(self.dataset)):
-                for c in self.dataset.frames(i).classes:
-                    index.setdefault(c, []).append(i)
+            known = getattr(self.dataset, "class_cases", None)  # generated sets know it without loading
+            if known is not None:
+                index = known()
+            else:
+                for i in range(len(self.dataset)):
+                    for c in self.dataset.frames(i).classes:
+                        index.setdefault(c, []).append(i)
             if not index:
                 raise InputError(f"{self.dataset.where}: no case contains any labelled object")
             self._class_index = index

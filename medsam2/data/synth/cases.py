@@ -12,15 +12,15 @@ corrupted (:mod:`.appearance`). Two object classes: 1 = the target, 2 = another 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from medsam2.data.datasets import CaseFrames, DatasetSpec, cache_put, case_frames
+from medsam2.data.datasets import CaseFrames, DatasetSpec, case_frames
 from medsam2.data.synth import sources
 from medsam2.data.synth.appearance import corrupt, paint, to_unit
+from medsam2.data.synth.generated import GeneratedCases
 from medsam2.data.synth.slab import Source, sample_slab
 from medsam2.data.synth.targets import OTHER, TARGET, choose_targets
 from medsam2.errors import InputError
@@ -125,14 +125,13 @@ def generate_case(spec: SynthSpec, index: int) -> tuple[np.ndarray, np.ndarray, 
     raise InputError(f"synthetic case {index} (seed {spec.seed}): no usable target in 20 tries")
 
 
-class SyntheticCases:
+class SyntheticCases(GeneratedCases):
     """A ``CaseSource`` of ``spec.cases`` generated cases (see the module doc); LRU-cached."""
 
     def __init__(
         self, text: str, cases: list[str] | None = None, cache_cases: int = 8, label_offset: int = 0
     ) -> None:
         self.synth = parse_synth(text)
-        self.label_offset = label_offset
         folder = f"{PREFIX}{self.synth.seed}"
         self.spec = DatasetSpec(
             Path(folder),
@@ -141,43 +140,13 @@ class SyntheticCases:
             self.synth.cases,
             "",
         )
-        all_names = [f"{folder}_{i:06d}" for i in range(self.synth.cases)]
-        names = all_names if cases is None else list(cases)
-        self._ids = [self._case_id(n) for n in names]
-        self._names = names
-        self._cache: OrderedDict[int, CaseFrames] = OrderedDict()
-        self.cache_cases = max(1, cache_cases)
-
-    def _case_id(self, name: str) -> int:
-        head, _, num = name.rpartition("_")
-        if head != f"{PREFIX}{self.synth.seed}" or not num.isdigit() or int(num) >= self.synth.cases:
-            raise InputError(f"synthetic data (seed {self.synth.seed}): unknown case {name!r}")
-        return int(num)
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._names)
-
-    @property
-    def classes(self) -> dict[int, str]:
-        return {v + self.label_offset: n for v, n in self.spec.classes.items()}
-
-    @property
-    def where(self) -> str:
-        return f"synthetic data ({self.spec.root.name})"
+        what = f"synthetic data (seed {self.synth.seed})"
+        super().__init__(folder, self.synth.cases, what, cases, cache_cases, label_offset)
 
     def is_2d(self) -> bool:
         return False
 
-    def frames(self, index: int, axis: str = "axial") -> CaseFrames:
-        """Case ``index``; ``axis`` is ignored (each case is cut along its own random axis)."""
-        case = self._ids[index]
-        if case in self._cache:
-            self._cache.move_to_end(case)
-            return self._cache[case]
+    def _make(self, case: int, name: str) -> CaseFrames:
+        """Case ``case`` (each is cut along its own random axis, so the requested axis is ignored)."""
         image, labels, _ = generate_case(self.synth, case)
-        item = case_frames(self._names[index], "axial", image, labels, self.classes, self.label_offset)
-        return cache_put(self._cache, case, item, self.cache_cases)
+        return case_frames(name, "axial", image, labels, self.classes, self.label_offset)
