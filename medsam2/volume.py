@@ -202,8 +202,13 @@ def segment_volume(
     memory_options: dict[str, Any] | None = None,
     direction: Direction = "both",
     progress: bool = False,
+    speed: str = "exact",
 ) -> VolumeSegmentation:
-    """Segment `objects` through `volume` from their prompts; see the module docstring."""
+    """Segment `objects` through `volume` from their prompts; see the module docstring.
+
+    speed: "exact" (SAM 2's float32 math) or "fast" (bf16 encoder and memory attention where
+    the device supports it; `medsam2.engine.speed`).
+    """
     _check_volume(volume)
     if not objects:
         raise PromptError("no objects to segment: give at least one prompt")
@@ -226,7 +231,7 @@ def segment_volume(
         geom.frame_size,
         window_used,
     )
-    vp = VideoPredictor(model, memory=memory, progress=progress, **(memory_options or {}))
+    vp = VideoPredictor(model, memory=memory, progress=progress, speed=speed, **(memory_options or {}))
     vp.start(ArrayFrames(frames01, name=volume.source))
     bounds = {o.obj_id: b for o in objects if (b := _add_prompts(vp, volume, geom, o)) is not None}
     acc = LabelAccumulator(geom.num_frames, geom.frame_size, tuple(sorted(ids)), bounds)

@@ -2,7 +2,8 @@
 
 ``--checkpoint`` (default: the embedded model when the package ships one), ``--preset`` /
 ``--image-size`` overrides, ``--device auto|cpu|cuda|mps``, ``--memory fifo|self-sorting``,
-``--memory-size N``, ``--seed``, ``-o/--output``, ``--overwrite``, ``--progress``.
+``--memory-size N``, ``--seed``, ``--speed exact|fast``, ``-o/--output``, ``--overwrite``,
+``--progress``.
 
 Values are parsed here rather than by argparse (no ``type=``/``choices=``) so that every bad
 value gives the one-line error of ``medsam2.cli.main`` (``MedSam2Error`` -> exit code 2).
@@ -31,6 +32,8 @@ __all__ = [
     "resolve_checkpoint",
     "load_cli_model",
     "memory_options",
+    "add_speed_argument",
+    "parse_speed",
 ]
 
 log = logging.getLogger("medsam2")
@@ -54,6 +57,7 @@ class CommonOptions:
     output: Path
     overwrite: bool
     progress: bool
+    speed: str = "exact"  # exact (SAM 2's float32 math) or fast (bf16 encoder and memory attention)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, default_memory: str, output_help: str) -> None:
@@ -95,12 +99,32 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_memory: str
     g.add_argument(
         "--seed", default="0", metavar="N", help="seed of the self-sorting bank's sampling (default 0)"
     )
+    add_speed_argument(g)
     o = parser.add_argument_group("output")
     o.add_argument("-o", "--output", metavar="PATH", help=output_help)
     o.add_argument(
         "--overwrite", action="store_true", help="replace the results of an earlier run in --output"
     )
     o.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+
+
+def add_speed_argument(group: Any) -> None:
+    """``--speed exact|fast`` (shared by every command that propagates)."""
+    group.add_argument(
+        "--speed",
+        default="exact",
+        metavar="MODE",
+        help="exact (default: SAM 2's float32 arithmetic, the reference's masks) or fast (bf16 image "
+        "encoder and memory attention on CUDA and on CPUs with AVX512-BF16/AMX, float32 elsewhere; "
+        "about 2.7x faster than exact on such CPUs, masks within IoU 0.99 of exact; docs/benchmarks.md)",
+    )
+
+
+def parse_speed(value: str | None) -> str:
+    """Validate ``--speed`` (None -> exact); ConfigError naming the flag otherwise."""
+    from medsam2.engine.speed import check_speed
+
+    return "exact" if value is None else check_speed(value, "--speed")
 
 
 def parse_int(value: str | None, flag: str, minimum: int | None = None) -> int | None:
@@ -154,6 +178,7 @@ def parse_common(args: argparse.Namespace) -> CommonOptions:
         output=Path(args.output),
         overwrite=bool(args.overwrite),
         progress=bool(args.progress),
+        speed=parse_speed(getattr(args, "speed", None)),
     )
 
 

@@ -137,6 +137,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         memory=opts.memory,
         memory_options=memory_options(opts, model.config.num_maskmem),
         progress=opts.progress,
+        speed=opts.speed,
     )
     seconds = time.perf_counter() - t0
     mask_path = write_mask(result.labels, sample.volume, out / f"{structure}.nii.gz")
@@ -151,6 +152,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "seconds": seconds,
         "checkpoint": str(ckpt),
         "memory": opts.memory,
+        "speed": opts.speed,
         "objects": [o.to_json() for o in result.objects],
     }
     (out / "demo.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -13,7 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medsam2.cli.common import CommonOptions, load_cli_model, parse_int, resolve_device
+from medsam2.cli.common import (
+    CommonOptions,
+    add_speed_argument,
+    load_cli_model,
+    parse_int,
+    parse_speed,
+    resolve_device,
+)
 from medsam2.errors import ConfigError
 
 __all__ = [
@@ -80,6 +87,7 @@ def add_model_arguments(p: argparse.ArgumentParser, memory_help: str) -> None:
         "(at most the model's, 7 for SAM 2)",
     )
     g.add_argument("--seed", default="0", metavar="N", help="prompt simulation and bank sampling seed")
+    add_speed_argument(g)
     g.add_argument("--progress", action="store_true", help="log each case")
 
 
@@ -138,8 +146,11 @@ def build_segmenters(
     for m in memories:
         if m not in ("fifo", "self-sorting"):
             raise ConfigError(f"--memory {m}: choose fifo or self-sorting")
+    speed = parse_speed(getattr(args, "speed", None))
     segs: list[Any] = []
     meta: dict[str, Any] = {"skipped_models": []}
+    if speed != "exact":
+        meta["speed"] = speed
     if not args.no_model:
         opts = CommonOptions(
             Path(args.checkpoint) if args.checkpoint else None, args.preset,
@@ -153,7 +164,7 @@ def build_segmenters(
                 if m == "fifo" and s is not None and not 2 <= s <= model.config.num_maskmem:
                     meta["skipped_models"].append(f"fifo/{s}: fifo takes 2..{model.config.num_maskmem} slots")
                     continue
-                segs.append(ModelSegmenter(model, m, s, seed=seed, unordered=unordered))
+                segs.append(ModelSegmenter(model, m, s, seed=seed, unordered=unordered, speed=speed))
     if args.baselines or args.no_model:
         segs += [BaselineSegmenter(k) for k in (BASELINES_2D if unordered else BASELINES)]
     if not segs:

@@ -190,6 +190,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         memory_options=memory_options(opts, model.config.num_maskmem),
         direction=args.direction,
         progress=opts.progress,
+        speed=opts.speed,
     )
     written = write_mask(result.labels, volume, opts.output, format=args.format)
     summary = _summary(args, opts, volume, result, checkpoint, written)
@@ -208,6 +209,7 @@ def _summary(
         "output": str(out),
         "checkpoint": str(ckpt),
         "memory": opts.memory,
+        "speed": opts.speed,
         "slicing": result.geometry.describe(),
         "intensity": result.window,
         "shape": list(volume.shape),

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from medsam2.cli.common import CommonOptions, load_cli_model, parse_int
+from medsam2.cli.common import CommonOptions, load_cli_model, parse_int, parse_speed
 from medsam2.cli.evaluate import add_model_arguments, file_sha256, parse_list, process_device
 from medsam2.errors import ConfigError, PromptError
 from medsam2.types import Volume
@@ -90,6 +90,7 @@ def cmd_segment_batch(args: argparse.Namespace) -> int:
     from medsam2.evaluation.batch import BatchOptions, segment_batch
 
     seed = parse_int(args.seed, "--seed", 0) or 0
+    speed = parse_speed(args.speed)
     memories = parse_list(args.memory, "--memory")
     if len(memories) != 1 or memories[0] not in ("fifo", "self-sorting"):
         raise ConfigError(f"--memory {args.memory}: choose one of fifo or self-sorting")
@@ -110,6 +111,7 @@ def cmd_segment_batch(args: argparse.Namespace) -> int:
         window=None if args.window == "auto" else args.window,
         memory=opts.memory,
         memory_options=ModelSegmenter(model, opts.memory, size, seed=seed).policy_options(),
+        speed=speed,
     )
     outcome = segment_batch(model, file_sha256(path), cases, Path(args.out), options, _parse_objects)
     if not outcome.merged:

@@ -150,7 +150,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     window = None if str(args.window).lower() == "auto" else args.window
     mem = memory_options(opts, model.config.num_maskmem)
     annotator = Annotator(
-        model, volume, axis=args.axis, window=window, memory=opts.memory, memory_options=mem
+        model, volume, axis=args.axis, window=window, memory=opts.memory, memory_options=mem, speed=opts.speed
     )
     state = ServeState(annotator, opts.output, "dicom-seg" if opts.output.suffix.lower() == ".dcm" else None,
                        autosave=not args.no_autosave)  # fmt: skip

@@ -301,7 +301,7 @@ def _start_video(
     """A ``VideoPredictor`` over ``source`` with every prompt added (decoded, not yet propagated)."""
     from medsam2.engine.video_predictor import VideoPredictor
 
-    predictor = VideoPredictor(model, memory=opts.memory, progress=opts.progress, **options)
+    predictor = VideoPredictor(model, memory=opts.memory, progress=opts.progress, speed=opts.speed, **options)
     predictor.start(source)
     for fp in prompts:
         predictor.add_prompt(fp.frame, fp.obj_id, **_prompt_kwargs(fp))
@@ -314,7 +314,9 @@ def _segment_images(
     """One-Prompt 2D through ``ImageSetPredictor``: every image's ``FrameOutput``, in input order."""
     from medsam2.engine.image_set import ImageSetPredictor
 
-    predictor = ImageSetPredictor(model, memory=opts.memory, progress=opts.progress, **options)
+    predictor = ImageSetPredictor(
+        model, memory=opts.memory, progress=opts.progress, speed=opts.speed, **options
+    )
     predictor.start(job.paths)
     for fp in prompts:
         predictor.add_prompt(fp.frame, fp.obj_id, **_prompt_kwargs(fp))
@@ -333,6 +335,7 @@ def _meta(
         "image_size": int(model.image_size),
         "device": device,
         "memory": opts.memory,
+        "speed": opts.speed,
         "memory_options": {k: v for k, v in memory_opts.items() if isinstance(v, (int, float, str, bool))},
         "seed": opts.seed,
         "direction": job.direction,

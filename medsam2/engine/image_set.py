@@ -59,15 +59,21 @@ class ImageSetPredictor:
 
     images: a list of image files (any sizes) or an array (N, H, W[, 3]). memory_options go to
     the self-sorting policy (capacity, retrieval, k, seed, ...). Prompts refer to images by
-    their position in the list given to `start` (or by file name).
+    their position in the list given to `start` (or by file name). speed: "exact" or "fast"
+    (see `VideoPredictor`).
     """
 
     def __init__(
-        self, model: Sam2Model, memory: str = "self-sorting", progress: bool = False, **memory_options: Any
+        self,
+        model: Sam2Model,
+        memory: str = "self-sorting",
+        progress: bool = False,
+        speed: str = "exact",
+        **memory_options: Any,
     ) -> None:
         if memory == "self-sorting":
             memory_options = {"temporal": "none", **memory_options}
-        self._video = VideoPredictor(model, memory=memory, progress=progress, **memory_options)
+        self._video = VideoPredictor(model, memory=memory, progress=progress, speed=speed, **memory_options)
         self.model = model
         self.source: FrameSource | None = None
         self._prompts: list[tuple[int, int, dict[str, Any]]] = []

@@ -33,7 +33,13 @@ def frame_features(model: Sam2Model, session: InferenceSession, index: int) -> F
 
     def compute(i: int) -> FrameFeatures:
         x = session.source.load(i, session.image_size).to(session.device)[None]
-        return model.encode_image(x)
+        speed = session.speed
+        if speed.exact:
+            return model.encode_image(x)
+        with speed.autocast("encoder"):
+            f = model.encode_image(x)
+        hr = None if f.high_res is None else (speed.restore(f.high_res[0]), speed.restore(f.high_res[1]))
+        return FrameFeatures(speed.restore(f.vision), speed.restore(f.pos), hr)
 
     return session.cache.get(index, compute)
 
@@ -72,11 +78,13 @@ def _memory_inputs(
 ) -> Tensor:
     """Memory-conditioned features of `frame` for `obj` (B=1, C, h, w)."""
     sel = obj.policy.select(frame, reverse, query_embed=feats.vision[0], num_frames=session.num_frames)
+    selected = session.speed.select(sel.memories)
     dev = session.device
     cached = not model.training and not torch.is_grad_enabled()
 
     def keys(entry: MemoryEntry) -> MemoryKeys:
-        return model.memory_keys(entry.features[None].to(dev), entry.pos_enc[None].to(dev))
+        with session.speed.autocast("memory"):
+            return model.memory_keys(entry.features[None].to(dev), entry.pos_enc[None].to(dev))
 
     memories = [
         MemoryInput(
@@ -85,13 +93,15 @@ def _memory_inputs(
             m.tpos,
             obj.keys.get(m.entry, keys) if cached else None,
         )
-        for m in sel.memories
+        for m in selected
     ]
     if cached:
-        obj.keys.retain((m.entry for m in sel.memories), obj.policy.entries())
+        obj.keys.retain((m.entry for m in selected), obj.policy.entries())
     pointers = [PointerInput(p.entry.obj_ptr[None].to(dev), p.tdiff) for p in sel.pointers]
     max_tdiff = min(session.num_frames, model.config.max_obj_ptrs_in_encoder) - 1
-    return model.condition_on_memory(feats, memories, pointers, max_tdiff)
+    with session.speed.autocast("memory"):
+        pix = model.condition_on_memory(feats, memories, pointers, max_tdiff)
+    return session.speed.restore(pix)
 
 
 def _store(

@@ -16,6 +16,7 @@ from torch import Tensor
 from medsam2.engine.frames import FrameSource
 from medsam2.engine.key_cache import KeyCache
 from medsam2.engine.memory import MemoryEntry, MemoryPolicy
+from medsam2.engine.speed import EXACT, SpeedPlan
 from medsam2.model.sam2_model import DecoderOutput, FrameFeatures
 
 __all__ = ["FramePrompt", "FrameResult", "ObjectState", "FeatureCache", "InferenceSession", "FrameOutput"]
@@ -151,6 +152,7 @@ class InferenceSession:
     objects: dict[int, ObjectState] = field(default_factory=dict)
     memory_dtype: torch.dtype = torch.bfloat16  # SAM 2 stores memories in bf16; training uses float32
     keep_decoder_outputs: bool = False  # training: keep every candidate mask and IoU prediction
+    speed: SpeedPlan = EXACT  # exact (float32) or fast (bf16 encoder and memory attention)
 
     @property
     def num_frames(self) -> int:

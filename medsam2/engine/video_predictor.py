@@ -13,6 +13,7 @@ from medsam2.engine.frames import ArrayFrames, FrameSource, ImageFolderFrames, I
 from medsam2.engine.memory import MemoryPolicy, make_policy
 from medsam2.engine.propagation import Direction, frame_output, prompt_frame, propagate
 from medsam2.engine.session import FeatureCache, FrameOutput, FramePrompt, InferenceSession
+from medsam2.engine.speed import SpeedPlan, speed_plan
 from medsam2.errors import PromptError
 from medsam2.model.sam2_model import Sam2Model
 
@@ -65,7 +66,9 @@ class VideoPredictor:
     """Segment objects through a sequence of frames from prompts on a few of them.
 
     memory: "fifo" (SAM 2) or "self-sorting" (MedSAM-2); memory_options go to the policy
-    (see docs/memory.md). cache_size bounds the number of encoded frames kept.
+    (see docs/memory.md). cache_size bounds the number of encoded frames kept. speed: "exact"
+    (default, SAM 2's float32 math) or "fast" (bf16 image encoder and memory attention where
+    the device supports it; see `medsam2.engine.speed`).
     """
 
     def __init__(
@@ -74,9 +77,11 @@ class VideoPredictor:
         memory: str = "fifo",
         cache_size: int = 8,
         progress: bool = False,
+        speed: str | SpeedPlan = "exact",
         **memory_options: Any,
     ) -> None:
         self.model = model
+        self.speed = speed_plan(speed, model.device)
         self.memory = memory
         self.memory_options = dict(memory_options)
         self.cache_size = cache_size
@@ -107,6 +112,7 @@ class VideoPredictor:
             policy_factory=self._new_policy,
             cache=FeatureCache(self.cache_size),
             device=self.model.device,
+            speed=self.speed,
         )
         return self.session
 

@@ -60,9 +60,13 @@ class BatchOptions:
     memory: str = "self-sorting"
     memory_options: dict[str, Any] = field(default_factory=dict)
     suffix: str = ".nii.gz"
+    speed: str = "exact"  # exact or fast (medsam2.engine.speed)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.speed == "exact":
+            del out["speed"]  # exact runs keep the keys of manifests written before --speed existed
+        return out
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,7 @@ def _segment_one(
         window=opts.window,
         memory=opts.memory,
         memory_options=opts.memory_options,
+        speed=opts.speed,
     )
     labels = res.labels if int(np.max(res.labels, initial=0)) > 255 else res.labels.astype(np.uint8)
     write_mask(labels, volume, out)

@@ -94,6 +94,7 @@ class ModelSegmenter:
     seed: int = 0
     unordered: bool = False  # 2D streams of unrelated images: no temporal encodings (self-sorting)
     options: dict[str, Any] = field(default_factory=dict)
+    speed: str = "exact"  # exact or fast (medsam2.engine.speed)
 
     @property
     def label(self) -> str:
@@ -112,7 +113,9 @@ class ModelSegmenter:
         return {**opts, **self.options}
 
     def open(self, frames: FrameSource, truth: Sequence[np.ndarray]) -> SegmentSession:
-        vp = VideoPredictor(self.model, memory=self.memory, cache_size=16, **self.policy_options())
+        vp = VideoPredictor(
+            self.model, memory=self.memory, cache_size=16, speed=self.speed, **self.policy_options()
+        )
         vp.start(frames)
         return _ModelSession(vp)
 

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from medsam2.model.common import attention
+
 __all__ = ["Hiera", "HieraBlock", "PooledAttention"]
 
 
@@ -148,7 +150,7 @@ class PooledAttention(nn.Module):
             q = _max_pool(q.reshape(n, h, w, self.dim_out), self.q_stride)
             h, w = q.shape[1], q.shape[2]
             q = q.reshape(n, h * w, heads, d)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         # the fused kernels lay the output out as (N, L, heads, d): then this reshape is free
         return out.transpose(1, 2).reshape(n, h, w, self.dim_out)
 
