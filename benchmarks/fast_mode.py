@@ -4,11 +4,12 @@ Three cases, each run in its own subprocess, runs interleaved for ``--rounds`` r
 time kept), masks saved by every run and compared with the ``exact`` run of the same case:
 
 * ``ellipse``: benchmarks/propagate.py's moving ellipse (640 x 480 JPEGs), box on frame 0,
-  forward, fifo; sam2.1_hiera_t with the parity tests' perturbed random weights at ``--size``;
+  forward, fifo (or ``--memory self-sorting:N``: capacity and top-k N; the reference row stays
+  SAM 2's fifo); sam2.1_hiera_t with the parity tests' perturbed random weights at ``--size``;
 * ``mni152``: the shipped MNI152 T1 (2 mm) axial slices as JPEGs, from the slice where the brain
   is largest upwards, box around the brain on the first; same weights, same engine settings;
 * ``mni152-nano``: the embedded ``nano-synth`` model segmenting the whole MNI152 volume
-  (``segment_volume``, box on the largest brain slice, both directions, fifo). The reference
+  (``segment_volume``, box on the largest brain slice, both directions, ``--memory``). The reference
   cannot build this architecture, so this case has no reference row.
 
 Run names: ``reference``, ``exact``, ``fast`` (bf16 encoder + memory attention), ``fast:encoder``
@@ -19,6 +20,7 @@ near 1 means little when almost every pixel is foreground, so the background IoU
 
     python benchmarks/fast_mode.py --threads 1 --clock cpu [--frames 12] [--rounds 2]
         [--cases ellipse mni152 mni152-nano] [--runs reference exact fast fast:encoder ...]
+        [--memory fifo|self-sorting:N]
 """
 
 from __future__ import annotations
@@ -80,7 +82,17 @@ def plan_for(run: str, device: torch.device) -> Any:
     return dataclasses.replace(plan, recent=int(recent)) if recent else plan
 
 
-def _video_masks(run: str, size: int, frames: Path, weights: Path, box: list[float], clock: Any) -> Any:
+def memory_options(spec: str) -> tuple[str, dict[str, Any]]:
+    """``fifo`` or ``self-sorting:N`` (capacity N, top-k retrieval of N) -> (policy, options)."""
+    name, _, n = spec.partition(":")
+    if name == "fifo":
+        return name, {}
+    return name, {"capacity": int(n or 16), "k": int(n or 16), "retrieval": "topk"}
+
+
+def _video_masks(
+    run: str, size: int, memory: str, frames: Path, weights: Path, box: list[float], clock: Any
+) -> Any:
     """Propagate forward from a box on frame 0; (seconds, masks (T, H, W) bool)."""
     if run == "reference":
         ref = reference(size)
@@ -91,7 +103,8 @@ def _video_masks(run: str, size: int, frames: Path, weights: Path, box: list[flo
         from medsam2 import VideoPredictor, load_model
 
         model = load_model(weights, image_size=size)
-        vp = VideoPredictor(model, memory="fifo", speed=plan_for(run, model.device))
+        policy, options = memory_options(memory)
+        vp = VideoPredictor(model, memory=policy, speed=plan_for(run, model.device), **options)
         vp.start(frames)
         vp.add_prompt(0, 1, box=box)
         it = (out.masks[0] for out in vp.propagate(direction="forward"))
@@ -100,7 +113,7 @@ def _video_masks(run: str, size: int, frames: Path, weights: Path, box: list[flo
     return clock() - t0, np.stack(masks)
 
 
-def _volume_masks(run: str, clock: Any) -> Any:
+def _volume_masks(run: str, memory: str, clock: Any) -> Any:
     """The embedded nano-synth model on MNI152, both directions; (seconds, labels (I, J, K) bool)."""
     from medsam2 import load_model
     from medsam2.io import read_image
@@ -117,22 +130,30 @@ def _volume_masks(run: str, clock: Any) -> Any:
     ii, jj = np.nonzero(brain[:, :, k])
     box = VoxelBox((int(ii.min()), int(jj.min()), k), (int(ii.max()), int(jj.max()), k))
     speed = plan_for(run, model.device)
+    policy, options = memory_options(memory)
     t0 = clock()
     result = segment_volume(
-        model, volume, [VolumeObject(1, "brain", boxes=(box,))], memory="fifo", speed=speed
+        model,
+        volume,
+        [VolumeObject(1, "brain", boxes=(box,))],
+        memory=policy,
+        memory_options=options,
+        speed=speed,
     )
     return clock() - t0, np.asarray(result.labels) > 0
 
 
-def run_child(case: str, run: str, size: int, work: Path, out: Path, clock_name: str) -> dict[str, Any]:
+def run_child(
+    case: str, run: str, size: int, memory: str, work: Path, out: Path, clock_name: str
+) -> dict[str, Any]:
     """One run in this process: time it, save its masks to ``out``."""
     torch.set_grad_enabled(False)
     clock = time.process_time if clock_name == "cpu" else time.perf_counter
     if case == "mni152-nano":
-        seconds, masks = _volume_masks(run, clock)
+        seconds, masks = _volume_masks(run, memory, clock)
     else:
         box = json.loads((work / f"{case}.box.json").read_text())
-        seconds, masks = _video_masks(run, size, work / case, work / f"w{size}.pt", box, clock)
+        seconds, masks = _video_masks(run, size, memory, work / case, work / f"w{size}.pt", box, clock)
     np.save(out, masks)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
@@ -159,7 +180,7 @@ def compare(exact: np.ndarray, other: np.ndarray, frame_axis: int) -> dict[str, 
 def _spawn(case: str, run: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     out = work / f"{case}.{run.replace(':', '_').replace('+', '_')}.npy"
     cmd = [sys.executable, __file__, "--threads", str(args.threads), "--clock", args.clock]
-    cmd += ["--size", str(args.size), "--child", case, run, str(work), str(out)]
+    cmd += ["--size", str(args.size), "--memory", args.memory, "--child", case, run, str(work), str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     text = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return {**json.loads(text.strip().splitlines()[-1]), "masks": out}
@@ -185,6 +206,7 @@ def _report(case: str, rows: dict[str, dict[str, Any]]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--memory", default="fifo", help="fifo (default) or self-sorting:N")
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--clock", choices=("wall", "cpu"), default="cpu")
@@ -196,7 +218,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.child:
         case, run, work, out = args.child
-        print(json.dumps(run_child(case, run, args.size, Path(work), Path(out), args.clock)))
+        print(json.dumps(run_child(case, run, args.size, args.memory, Path(work), Path(out), args.clock)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -207,7 +229,8 @@ def main() -> None:
             box = write_mni_frames(work / "mni152", args.frames)
             (work / "mni152.box.json").write_text(json.dumps(box))
         print(
-            f"threads {args.threads}, clock {args.clock}, {args.size} px, {args.frames} frames, best of {args.rounds}"
+            f"threads {args.threads}, clock {args.clock}, {args.size} px, {args.frames} frames, "
+            f"memory {args.memory}, best of {args.rounds}"
         )
         print(
             f"{'case':<12} {'run':<16} {'s/frame':>8} {'vs ref':>7} {'vs exact':>7} {'RSS MB':>7}  IoU min bgIoU fg"

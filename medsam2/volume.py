@@ -206,7 +206,7 @@ def segment_volume(
 ) -> VolumeSegmentation:
     """Segment `objects` through `volume` from their prompts; see the module docstring.
 
-    speed: "exact" (SAM 2's float32 math) or "fast" (bf16 encoder and memory attention where
+    speed: "exact" (SAM 2's float32 math) or "fast" (bf16 encoder and memory modules where
     the device supports it; `medsam2.engine.speed`).
     """
     _check_volume(volume)

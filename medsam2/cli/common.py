@@ -57,7 +57,7 @@ class CommonOptions:
     output: Path
     overwrite: bool
     progress: bool
-    speed: str = "exact"  # exact (SAM 2's float32 math) or fast (bf16 encoder and memory attention)
+    speed: str = "exact"  # exact (SAM 2's float32 math) or fast (bf16 encoder and memory modules)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, default_memory: str, output_help: str) -> None:
@@ -115,8 +115,8 @@ def add_speed_argument(group: Any) -> None:
         default="exact",
         metavar="MODE",
         help="exact (default: SAM 2's float32 arithmetic, the reference's masks) or fast (bf16 image "
-        "encoder and memory attention on CUDA and on CPUs with AVX512-BF16/AMX, float32 elsewhere; "
-        "about 2.7x faster than exact on such CPUs, masks within IoU 0.99 of exact; docs/benchmarks.md)",
+        "encoder and memory modules on CUDA and on CPUs with AVX512-BF16/AMX, float32 elsewhere; "
+        "about 2.8x faster than exact at 512 px on such CPUs, masks close to exact's; docs/benchmarks.md)",
     )
 
 

@@ -116,7 +116,11 @@ def _store(
     binarize: bool,
 ) -> FrameResult:
     """Encode the frame's memory, keep the result and hand the memory to the policy."""
-    mem, mem_pos = model.encode_memory(feats.vision, out.high_res_masks, out.object_score_logits, binarize)
+    with session.speed.autocast("memory"):  # its features are stored in bf16 either way
+        mem, mem_pos = model.encode_memory(
+            feats.vision, out.high_res_masks, out.object_score_logits, binarize
+        )
+    mem_pos = session.speed.restore(mem_pos)
     iou = out.ious[0].max().detach()  # the kept mask: best of several, or the single one
     score = out.object_score_logits[0, 0].detach()  # both stay on the device: no host read here
     entry = MemoryEntry(

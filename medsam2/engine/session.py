@@ -152,7 +152,7 @@ class InferenceSession:
     objects: dict[int, ObjectState] = field(default_factory=dict)
     memory_dtype: torch.dtype = torch.bfloat16  # SAM 2 stores memories in bf16; training uses float32
     keep_decoder_outputs: bool = False  # training: keep every candidate mask and IoU prediction
-    speed: SpeedPlan = EXACT  # exact (float32) or fast (bf16 encoder and memory attention)
+    speed: SpeedPlan = EXACT  # exact (float32) or fast (bf16 encoder and memory modules)
 
     @property
     def num_frames(self) -> int:

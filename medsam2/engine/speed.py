@@ -5,11 +5,13 @@
 keeping the masks (mask IoU against ``exact`` is measured by ``benchmarks/fast_mode.py``; see
 docs/benchmarks.md, "Fast mode"):
 
-* the image encoder and the memory attention (and each memory's cached keys) run under bf16
-  autocast: matrix products and convolutions in bfloat16, normalisations in float32; on the
-  CPU their attention runs as plain bf16 products (`medsam2.model.common.attention`). Their
-  outputs are cast back to float32, so the mask decoder and memory encoder, which are cheap,
-  and every memory rule stay as they are;
+* the image encoder (part ``encoder``), the memory attention with each memory's cached keys
+  and the memory encoder (part ``memory``; memories are stored in bf16 in both modes) run
+  under bf16 autocast: matrix products and convolutions in bfloat16, normalisations in
+  float32; on the CPU their attention runs as plain bf16 products
+  (`medsam2.model.common.attention`). Their outputs are cast back to float32; the mask
+  decoder, where a mask is chosen among candidates by predicted IoU, and every memory rule
+  stay float32;
 * on the CPU only where it has native bf16 instructions (AVX512-BF16 or AMX): elsewhere oneDNN
   emulates bf16, slower than float32, so ``fast`` falls back to float32 with a logged warning;
   on CUDA bf16 autocast is used when the card supports it; on MPS ``fast`` runs in float32.

@@ -67,7 +67,7 @@ class VideoPredictor:
 
     memory: "fifo" (SAM 2) or "self-sorting" (MedSAM-2); memory_options go to the policy
     (see docs/memory.md). cache_size bounds the number of encoded frames kept. speed: "exact"
-    (default, SAM 2's float32 math) or "fast" (bf16 image encoder and memory attention where
+    (default, SAM 2's float32 math) or "fast" (bf16 image encoder and memory modules where
     the device supports it; see `medsam2.engine.speed`).
     """
 
