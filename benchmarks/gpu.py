@@ -1,5 +1,7 @@
-"""Video propagation frames/s on one accelerator: medsam2 (fp32, bf16 autocast, torch.compile)
-vs the reference SAM 2 video predictor (sam2==1.1.0), same card, same random weights.
+"""Video propagation frames/s on one accelerator: medsam2 (fp32, bf16 autocast, torch.compile,
+``--speed fast``) vs the reference SAM 2 video predictor (sam2==1.1.0), same card, same random
+weights. ``bf16`` wraps the whole propagation in autocast; ``fast`` is the engine's fast mode
+(bf16 encoder and memory modules only, decoder float32; docs/benchmarks.md, "Fast mode").
 
 For each image size: the reference (fp32) and medsam2 in each mode propagate the same JPEG
 frames forward from a box on frame 0 (one warm-up pass first, then the timed pass). Printed:
@@ -30,7 +32,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 from propagate import BOX, write_frames  # noqa: E402
 
-MODES = ("reference", "fp32", "bf16", "compile")
+MODES = ("reference", "fp32", "bf16", "compile", "fast")
 
 
 def _sync(device: torch.device) -> None:
@@ -67,7 +69,7 @@ def _propagator(mode: str, model: Any, frames: Path, n: int) -> Callable[[], Ite
     from medsam2 import VideoPredictor
 
     def run_ours() -> Iterator[Any]:
-        vp = VideoPredictor(model, memory="fifo")
+        vp = VideoPredictor(model, memory="fifo", speed="fast" if mode == "fast" else "exact")
         vp.start(frames)
         vp.add_prompt(0, 1, box=BOX)
         for i, out in enumerate(vp.propagate(direction="forward")):
