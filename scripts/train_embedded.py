@@ -1,6 +1,6 @@
-"""Reproduce the embedded `nano` model: datasets -> three `medsam2 train` stages -> assets.
+"""Reproduce the embedded models: datasets -> five `medsam2 train` stages -> assets.
 
-    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|all] [--resume]
+    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|4|3b|all] [--resume]
 
 Stage 1 (``configs/embedded_nano.json``): `nano` from scratch on 40 CT phantoms (seeds 0-39),
 6-slice clips with a box on every 3rd slice: the model learns to segment around a box.
@@ -18,9 +18,17 @@ and supervoxels of real MR volumes and photographs; boxes and clicks on any axis
 trains. It teaches the model images rather than our phantoms.
 The demo and the quality benchmarks use phantom seeds >= 8000 and real images never trained on
 (the MNI152 T1 image itself, stardist's nuclei); see docs/embedded_model.md. Runs on whatever device is available (CPU works; docs/embedded_model.md has
-the times). Stage 3's final weights become medsam2/assets/nano.safetensors (the default embedded model),
-stage 4's medsam2/assets/nano_synth.safetensors (``--checkpoint embedded:nano-synth``), each with
+the times). Stage 3b's final weights become medsam2/assets/nano.safetensors (``embedded:nano``),
+stage 4's medsam2/assets/nano_synth.safetensors (the default, ``embedded:nano-synth``), each with
 its model config (.json).
+Stage 3b (``configs/embedded_nano_joint.json``): a branch from stage 3's final weights on the union
+of generated volumes (``synth:...``) and stage 3's CT/T1/T2 phantom datasets, prompt encoder
+frozen, lower learning rates: it keeps and improves the phantom skill (validation phantoms) but,
+like stage 3, does not segment real images.
+Not a stage: ``configs/embedded_nano_oneprompt.json`` (stage 4 + the ``2d-one-prompt`` recipe on
+generated image sets, ``synth2d:...``) raised One-Prompt Dice on generated validation sets but
+lowered it on real ones; docs/embedded_model.md has the figures. Run it with
+``medsam2 train --config configs/embedded_nano_oneprompt.json``.
 """
 
 from __future__ import annotations
@@ -46,9 +54,11 @@ STAGES = {
     "2": ("embedded_nano_memory.json", (902,), "embedded_nano_mem", "1"),
     "3": ("embedded_nano_mixed.json", (902, 903, 904, 905), "embedded_nano_mixed", "2"),
     "4": ("embedded_nano_synth.json", (), "embedded_nano_synth", "3"),  # data: the config's synth:...
+    # a branch from stage 3: its phantoms plus generated volumes, prompt encoder frozen
+    "3b": ("embedded_nano_joint.json", (902, 903, 904), "embedded_nano_joint", "3"),
 }
 # stage -> the embedded model its final weights become (medsam2/assets/{name}.safetensors + .json)
-SHIPPED = {"3": "nano", "4": "nano_synth"}
+SHIPPED = {"3b": "nano", "4": "nano_synth"}
 
 
 def _dataset(data: Path, dataset_id: int) -> Path:
@@ -109,7 +119,8 @@ def run_stage(stage: str, data: Path, runs: Path, resume: bool) -> Path:
     options = json.loads((ROOT / "configs" / config).read_text())
     if parent is not None:  # starts from the previous stage's result, wherever --runs put it
         options["init"] = str(_final(runs / STAGES[parent][2]))
-    datasets = ",".join(str(_dataset(data, i)) for i in dataset_ids) or options["data"]
+    generated = [p for p in options.get("data", "").split(",") if p.split(":")[0] in ("synth", "synth2d")]
+    datasets = ",".join([*generated, *(str(_dataset(data, i)) for i in dataset_ids)])
     cfg = TrainConfig.from_dict(options).replace(data=datasets, out=str(runs / folder), progress=True)
     result = train(cfg, resume=resume)
     print(json.dumps({"stage": stage, "best_dice": result.best_dice, "run": str(result.run_dir)}))

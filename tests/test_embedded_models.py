@@ -25,8 +25,8 @@ def test_every_embedded_model_ships_and_loads(name: str, capsys: pytest.CaptureF
     assert f"using the embedded model embedded:{name} ({path.name})" in capsys.readouterr().err
 
 
-def test_the_default_is_nano_and_unknown_names_are_refused() -> None:
-    assert resolve_checkpoint(BASE) == (checkpoint_path("nano"), True)
+def test_the_default_is_nano_synth_and_unknown_names_are_refused() -> None:
+    assert resolve_checkpoint(BASE) == (checkpoint_path("nano-synth"), True)
     assert checkpoint_path("nano-xl") is None
     opts = dataclasses.replace(BASE, checkpoint=Path("embedded:nano-xl"))
     with pytest.raises(

@@ -4,7 +4,7 @@ Builds the wheel from this tree, installs it with CPU ``torch==2.13.0`` and **no
 fresh throw-away venv (pip's cache makes this quick), then runs, from a folder outside the source
 tree so that nothing is imported from it:
 
-* ``medsam2 demo``;
+* ``medsam2 demo`` (the real MRI sample, then the phantom);
 * ``medsam2 info`` on the embedded weights;
 * ``medsam2 segment`` on a NIfTI volume generated in that venv;
 * ``medsam2 segment-images`` on PNG images generated in that venv.
@@ -125,6 +125,8 @@ def _check(work: Path, python: Path, env: dict[str, str], log: list[str]) -> Non
     inputs.mkdir()
     _run("make inputs", [str(python), "-c", _MAKE_INPUTS, str(inputs)], work, env, log)
     _run("demo", [medsam2, "demo", "--no-gif", "-o", str(work / "demo")], work, env, log)
+    phantom = [medsam2, "demo", "--sample", "phantom", "--no-gif", "-o", str(work / "phantom")]
+    _run("demo phantom", phantom, work, env, log)
     weights = _run("find weights", [str(python), "-c", _EMBEDDED], work, env, log).stdout.strip()
     _run("info", [medsam2, "info", weights], work, env, log)
     segment = [medsam2, "segment", str(inputs / "ct.nii.gz"), "--box", "13,12,6,35,28,6"]
@@ -132,7 +134,7 @@ def _check(work: Path, python: Path, env: dict[str, str], log: list[str]) -> Non
     images = [str(inputs / f"img{n}.png") for n in range(3)]
     prompt = ["--box", "img0.png:17,15,43,41", "-o", str(work / "images")]
     _run("segment-images", [medsam2, "segment-images", *images, *prompt], work, env, log)
-    for made in (work / "mask.nii.gz", work / "demo" / "liver.nii.gz"):
+    for made in (work / "mask.nii.gz", work / "demo" / "brain.nii.gz", work / "phantom" / "liver.nii.gz"):
         if not made.is_file():
             raise RuntimeError(f"{made}: expected output is missing although the command exited 0")
 
