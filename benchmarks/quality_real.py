@@ -7,7 +7,8 @@ images, the mean over the k copies).
 
 * stardist nuclei (real fluorescence, ``img2d.tif`` + ``mask2d.tif``, read with tifffile): the
   512 x 512 image cut into 16 tiles of 128 x 128, target = all nuclei of a tile (a semantic class,
-  so the prompt is the prompted tile's true mask: a box around scattered nuclei says nothing);
+  so the prompt is the prompted tile's true mask; a second study gives the tile's box, which
+  says little about scattered nuclei but is what users give);
   intensities as medsam2 normalises a non-CT image (0.5-99.5 percentiles, over the whole image).
 * fundus: the synthetic fundus set (``medsam2.data.phantoms_2d.fundus_set``, seeds 9000+), target
   = the optic disc, prompt = its tight box. scikit-image's real ``retina`` image ships without
