@@ -220,6 +220,39 @@ def test_help_documents_the_prompt_syntax(command: str, capsys: pytest.CaptureFi
 
 # ------------------------------------------------------------------------------------------ errors
 
+
+@pytest.mark.parametrize(
+    ("memory", "size", "expected"),
+    [
+        ("fifo", None, {}),
+        ("fifo", 2, {"num_maskmem": 2}),
+        ("fifo", 7, {"num_maskmem": 7}),
+        ("self-sorting", 3, {"seed": 0, "capacity": 3}),
+        ("self-sorting", None, {"seed": 0}),
+    ],
+)
+def test_memory_size_means_slots_for_fifo_and_capacity_for_self_sorting(
+    memory: str, size: int | None, expected: dict[str, int]
+) -> None:
+    """One meaning in every command: evaluate and segment-batch pass fifo's slots as num_maskmem too."""
+    from medsam2.cli.common import CommonOptions, memory_options
+
+    opts = CommonOptions(None, None, None, "cpu", memory, size, 0, Path("."), False, False)
+    assert memory_options(opts, 7) == expected
+
+
+def test_fifo_memory_size_reaches_the_policy(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    argv = ["segment-video", str(data / "frames_jpg"), "--point", "0:60,40", "--memory", "fifo", "--memory-size", "3",
+            "--no-overlays", "--checkpoint", str(data / "tiny.safetensors"), "-o", str(out)]  # fmt: skip
+    rc, _, stderr = _run(capsys, argv)
+    assert rc == 0, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["memory"] == "fifo" and summary["memory_options"] == {"num_maskmem": 3}
+
+
 C = "--checkpoint {D}/tiny.safetensors -o {O}"
 ERRORS = [
     ("missing folder", "segment-video {D}/nope --box 0:1,1,5,5 " + C, "FRAMES_DIR {D}/nope: folder not found"),
@@ -252,7 +285,7 @@ ERRORS = [
     ("unknown memory", "segment-video {D}/frames_png --point 0:1,1 --memory lru " + C, "--memory lru: unknown memory policy"),
     ("memory size text", "segment-video {D}/frames_png --point 0:1,1 --memory-size abc " + C, "--memory-size abc: expected an integer"),
     ("memory size 0", "segment-images {D}/imgs/a.png --point 0:1,1 --memory-size 0 " + C, "--memory-size 0: must be >= 1"),
-    ("fifo memory size", "segment-video {D}/frames_png --point 0:1,1 --memory-size 3 " + C, "--memory-size 3: fifo keeps the prompted frames and the 6 most recent"),
+    ("fifo memory size", "segment-video {D}/frames_png --point 0:1,1 --memory-size 8 " + C, "--memory-size 8: fifo takes 2..7 memory slots"),
     ("bad direction", "segment-video {D}/frames_png --point 0:1,1 --direction up " + C, "--direction up: choose both"),
     ("no output", "segment-video {D}/frames_png --point 0:1,1 --checkpoint {D}/tiny.safetensors", "-o/--output is required"),
     ("image missing", "segment-images {D}/imgs/a.png {D}/imgs/q.png --point 0:1,1 " + C, "IMAGE {D}/imgs/q.png: image file not found"),

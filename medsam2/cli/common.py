@@ -93,8 +93,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_memory: str
     g.add_argument(
         "--memory-size",
         metavar="N",
-        help="self-sorting: bank capacity (default 16); fifo: the number of recent frames is fixed by the "
-        "model (6 for every SAM 2 checkpoint), so only that value is accepted",
+        help="self-sorting: bank capacity (default 16); fifo: memory slots, the prompted slot + the most "
+        "recent frames (SAM 2's num_maskmem: 2 up to the model's, 7 for every SAM 2 checkpoint, the default)",
     )
     g.add_argument(
         "--seed", default="0", metavar="N", help="seed of the self-sorting bank's sampling (default 0)"
@@ -283,20 +283,22 @@ def load_cli_model(opts: CommonOptions, device: str) -> tuple[Any, Path]:
 def memory_options(opts: CommonOptions, num_maskmem: int) -> dict[str, Any]:
     """Policy keyword arguments for ``VideoPredictor`` from ``--memory-size`` and ``--seed``.
 
-    fifo's recent-frame count is ``num_maskmem - 1``, fixed by the checkpoint's temporal
-    encodings (SAM 2 gives the nearest frame slot ``num_maskmem - 1``); any other value is
-    refused rather than silently ignored.
+    ``--memory-size`` means the same in every command (``evaluate`` and ``segment-batch`` too):
+    self-sorting's bank capacity; fifo's memory slots, SAM 2's ``num_maskmem`` (the prompted slot
+    + the ``N - 1`` most recent frames), from 2 up to the model's own (7 for SAM 2), which is the
+    default. More slots than the model has temporal encodings for are refused.
     """
     if opts.memory == "self-sorting":
         options: dict[str, Any] = {"seed": opts.seed}
         if opts.memory_size is not None:
             options["capacity"] = opts.memory_size
         return options
-    recent = num_maskmem - 1
-    if opts.memory_size is not None and opts.memory_size != recent:
+    if opts.memory_size is None:
+        return {}
+    if not 2 <= opts.memory_size <= num_maskmem:
         raise ConfigError(
-            f"--memory-size {opts.memory_size}: fifo keeps the prompted frames and the {recent} most recent "
-            f"ones, fixed by the model (num_maskmem {num_maskmem}); use --memory-size {recent}, or "
-            "--memory self-sorting to choose the bank size"
+            f"--memory-size {opts.memory_size}: fifo takes 2..{num_maskmem} memory slots (the prompted "
+            f"slot + the most recent frames; this model has {num_maskmem}), or use --memory self-sorting "
+            "to choose the bank size"
         )
-    return {}
+    return {"num_maskmem": opts.memory_size}
