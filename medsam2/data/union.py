@@ -19,7 +19,7 @@ import numpy as np
 
 from medsam2.data.datasets import CaseFrames, DatasetSpec, TrainingDataset, read_dataset_json
 from medsam2.data.synth.cases import SyntheticCases, is_synthetic
-from medsam2.data.synth.families import PREFIX_2D, SyntheticImageSets
+from medsam2.data.synth.families import SyntheticImageSets, is_image_sets
 from medsam2.errors import InputError
 
 __all__ = ["CaseSource", "DatasetUnion", "open_dataset", "split_roots"]
@@ -58,19 +58,15 @@ def _open_part(
     root: str | Path, cases: list[str] | None, window: str, cache_cases: int, label_offset: int = 0
 ) -> TrainingDataset | SyntheticCases | SyntheticImageSets:
     """A dataset folder, or generated data for a ``synth:...``/``synth2d:...`` entry (:mod:`medsam2.data.synth`)."""
-    if _is_image_sets(root):
+    if is_image_sets(root):
         return SyntheticImageSets(str(root), cases, cache_cases, label_offset)
     if is_synthetic(root):
         return SyntheticCases(str(root), cases, cache_cases, label_offset)
     return TrainingDataset(root, cases, window, cache_cases, label_offset)
 
 
-def _is_image_sets(root: str | Path) -> bool:
-    return str(root).split(":", 1)[0] == PREFIX_2D
-
-
 def _spec(root: str | Path) -> DatasetSpec:
-    if _is_image_sets(root):
+    if is_image_sets(root):
         return SyntheticImageSets(str(root), []).spec
     return SyntheticCases(str(root), []).spec if is_synthetic(root) else read_dataset_json(root)
 

@@ -20,7 +20,7 @@ import numpy as np
 from medsam2.data.datasets import CaseFrames, DatasetSpec, case_frames
 from medsam2.data.synth import sources
 from medsam2.data.synth.appearance import corrupt, paint, to_unit
-from medsam2.data.synth.generated import GeneratedCases
+from medsam2.data.synth.generated import GeneratedCases, parse_items
 from medsam2.data.synth.slab import Source, sample_slab
 from medsam2.data.synth.targets import OTHER, TARGET, choose_targets
 from medsam2.errors import InputError
@@ -56,23 +56,19 @@ def is_synthetic(root: str | Path) -> bool:
 
 def parse_synth(text: str) -> SynthSpec:
     """``synth`` or ``synth:seed=0;cases=1000;size=128;depth=10;brain=0.3`` -> SynthSpec (InputError if bad)."""
-    _, _, rest = str(text).partition(":")
     known = {f.name for f in fields(SynthSpec)} - {"weights"}
     values: dict[str, int] = {}
     weights = dict(DEFAULT_WEIGHTS)
-    for item in filter(None, (p.strip() for p in rest.split(";"))):
-        key, eq, raw = item.partition("=")
-        try:
-            if not eq:
-                raise ValueError("expected key=value")
-            if key in known:
-                values[key] = int(raw)
-            elif key in weights:
-                weights[key] = float(raw)
-            else:
-                raise ValueError(f"unknown key (use {sorted(known)} or source weights {sorted(weights)})")
-        except ValueError as exc:
-            raise InputError(f"training data {text!r}: {item!r}: {exc}") from None
+
+    def assign(key: str, raw: str) -> None:
+        if key in known:
+            values[key] = int(raw)
+        elif key in weights:
+            weights[key] = float(raw)
+        else:
+            raise ValueError(f"unknown key (use {sorted(known)} or source weights {sorted(weights)})")
+
+    parse_items(text, assign)
     spec = SynthSpec(**values, weights=weights)
     if (
         spec.cases < 1

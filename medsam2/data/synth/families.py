@@ -25,10 +25,10 @@ from scipy import ndimage
 
 from medsam2.data.datasets import CaseFrames, DatasetSpec, case_frames
 from medsam2.data.synth.appearance import corrupt, to_unit
-from medsam2.data.synth.generated import GeneratedCases
+from medsam2.data.synth.generated import GeneratedCases, parse_items
 from medsam2.errors import InputError
 
-__all__ = ["FamilySpec", "SyntheticImageSets", "parse_synth2d", "family_image", "PREFIX_2D"]
+__all__ = ["FamilySpec", "SyntheticImageSets", "parse_synth2d", "family_image", "is_image_sets", "PREFIX_2D"]
 
 PREFIX_2D = "synth2d"
 SHAPES = ("cells", "disc", "blobs", "tubes")
@@ -56,19 +56,21 @@ class Kind:
     texture: float  # amplitude of smooth noise inside the objects
 
 
+def is_image_sets(root: str | Path) -> bool:
+    return str(root).split(":", 1)[0] == PREFIX_2D
+
+
 def parse_synth2d(text: str) -> FamilySpec:
     """``synth2d:seed=0;cases=6000;size=128;families=300`` -> FamilySpec (InputError if bad)."""
-    _, _, rest = str(text).partition(":")
     known = {f.name for f in fields(FamilySpec)}
     values: dict[str, int] = {}
-    for item in filter(None, (p.strip() for p in rest.split(";"))):
-        key, eq, raw = item.partition("=")
-        try:
-            if not eq or key not in known:
-                raise ValueError(f"expected key=value with key one of {sorted(known)}")
-            values[key] = int(raw)
-        except ValueError as exc:
-            raise InputError(f"training data {text!r}: {item!r}: {exc}") from None
+
+    def assign(key: str, raw: str) -> None:
+        if key not in known:
+            raise ValueError(f"expected key=value with key one of {sorted(known)}")
+        values[key] = int(raw)
+
+    parse_items(text, assign)
     spec = FamilySpec(**values)
     if spec.cases < 1 or spec.size < 32 or not 1 <= spec.families <= spec.cases:
         raise InputError(f"training data {text!r}: cases >= 1, size >= 32, 1 <= families <= cases")

@@ -8,11 +8,29 @@ Subclasses set ``self.spec`` (a :class:`DatasetSpec`) and build case ``i`` in :m
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from medsam2.data.datasets import CaseFrames, DatasetSpec, cache_put
 from medsam2.errors import InputError
 
-__all__ = ["GeneratedCases"]
+__all__ = ["GeneratedCases", "parse_items"]
+
+
+def parse_items(text: str, assign: Callable[[str, str], None]) -> None:
+    """Feed each ``key=value`` of ``prefix:key=value;key=value`` to ``assign(key, raw)``.
+
+    ``assign`` raises ValueError for an unknown key or a bad value; that, or an item without
+    ``=``, becomes an InputError naming the whole text and the item.
+    """
+    _, _, rest = str(text).partition(":")
+    for item in filter(None, (p.strip() for p in rest.split(";"))):
+        key, eq, raw = item.partition("=")
+        try:
+            if not eq:
+                raise ValueError("expected key=value")
+            assign(key, raw)
+        except ValueError as exc:
+            raise InputError(f"training data {text!r}: {item!r}: {exc}") from None
 
 
 class GeneratedCases:
