@@ -6,6 +6,9 @@ prompted-slice mask copied over the structure's true slice range. 3D scores are 
 prompted slice and the propagated slices, and shown against the distance from the prompt
 (benchmarks/quality_cases.py). Studies (``--only``, comma-separated):
 
+* ``shapes``: ``--shapes`` generated cases of one disc, ellipse, rectangle or blob, bright or
+  dark, 3-35 % of the field in radius (``medsam2.data.synth.shapes``, generator seed
+  ``--first-seed``), one box on the largest slice: SAM's most basic job, by size and polarity.
 * ``ct``, ``mr`` (``phantoms`` = both): held-out phantoms, seeds ``--first-seed``+ (never in
   training; choose between candidate models with another ``--first-seed``, e.g. 8000, than the
   one you report), the five organs of each, one box on each organ's largest axial slice.
@@ -16,8 +19,8 @@ prompted slice and the propagated slices, and shown against the distance from th
   (benchmarks/quality_real.py), Dice vs the number of prompted images, next to prompt-copy.
 
     python benchmarks/quality.py [--checkpoint A.safetensors [--checkpoint B.pt ...]] [--cases 6]
-        [--mr-cases 3] [--first-seed 9000] [--memory self-sorting,fifo] [--planes axial,coronal,sagittal]
-        [--only ct,mr,mni,liver,oneprompt] [--json out.json] [--markdown out.md]
+        [--mr-cases 3] [--shapes 24] [--first-seed 9000] [--memory self-sorting,fifo] [--planes axial,coronal,sagittal]
+        [--only shapes,ct,mr,mni,liver,oneprompt] [--json out.json] [--markdown out.md]
 Prints markdown tables (``--markdown`` also writes them, under the command line).
 """
 
@@ -35,13 +38,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from quality_cases import BINS, mni_cases, phantom_cases, run_case
+from quality_cases import BINS, mni_cases, phantom_cases, run_case, shape_cases
 from quality_real import COUNTS, fundus_images, liver_seg_check, nuclei_set, one_prompt_study
 
 from medsam2.evaluation.baselines import BASELINES_3D
 from medsam2.model.sam2_model import Sam2Model
 
-STUDIES = ("ct", "mr", "mni", "liver", "oneprompt")
+STUDIES = ("shapes", "ct", "mr", "mni", "liver", "oneprompt")
 MEASURES = (("dice", "3D"), ("prompted", "prompted slice"), ("propagated", "propagated"))
 
 
@@ -77,7 +80,11 @@ def methods_of(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def key(row: dict[str, Any]) -> str:
-    return row["structure"] if row["study"].endswith("phantoms") else f"{row['structure']} ({row['plane']})"
+    return (
+        row["structure"]
+        if row["study"].endswith(("phantoms", "shapes"))
+        else f"{row['structure']} ({row['plane']})"
+    )
 
 
 def study_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -159,7 +166,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--checkpoint", action="append", help="repeat to compare; default: the embedded model")
     ap.add_argument("--cases", type=int, default=6, help="CT phantoms")
     ap.add_argument("--mr-cases", type=int, default=3, help="MR phantoms per weighting (T1, T2)")
-    ap.add_argument("--first-seed", type=int, default=9000)
+    ap.add_argument("--shapes", type=int, default=24, help="basic-shape cases")
+    ap.add_argument(
+        "--first-seed", type=int, default=9000, help="phantom seeds and the shapes' generator seed"
+    )
     ap.add_argument("--memory", default="self-sorting,fifo", help="3D memory policies, comma-separated")
     ap.add_argument("--planes", default="axial,coronal,sagittal", help="MNI152 planes")
     ap.add_argument("--only", default=",".join(STUDIES), help=f"studies among {','.join(STUDIES)},phantoms")
@@ -176,6 +186,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_studies(args: argparse.Namespace, models: dict[str, Sam2Model]) -> dict[str, Any]:
     memories = args.memory.split(",")
     results: dict[str, Any] = {"3d": []}
+    if "shapes" in args.only:
+        results["3d"] += run_3d(shape_cases(args.shapes, args.first_seed), models, memories)
     if "ct" in args.only:
         results["3d"] += run_3d(phantom_cases("CT", args.cases, args.first_seed), models, memories)
     if "mr" in args.only:

@@ -134,6 +134,16 @@ def phantom_cases(weighting: str, cases: int, first_seed: int) -> Iterator[Case3
                 yield Case3D(f"{weighting} phantoms", f"{weighting.lower()}-{seed}", name, ph.volume, truth)
 
 
+def shape_cases(count: int, first_seed: int) -> Iterator[Case3D]:
+    """Basic shapes in a box (``medsam2.data.synth.shapes``), cases 0..count-1 of generator
+    ``first_seed``, grouped by size and polarity: the sanity check any promptable model must pass."""
+    from medsam2.data.synth.shapes import shape_case, size_bin
+
+    for index in range(count):
+        c = shape_case(first_seed, index)
+        yield Case3D("basic shapes", c.name, f"{size_bin(c.radius)}, {c.polarity}", c.volume, c.truth)
+
+
 def mni_cases(planes: list[str]) -> Iterator[Case3D]:
     """nilearn's MNI152 2009a T1 template: whole brain, grey and white matter, on each plane.
 

@@ -8,7 +8,7 @@ import pytest
 from medsam2.data.synth import SyntheticCases, generate_case, parse_synth
 from medsam2.data.synth.cases import DEFAULT_WEIGHTS
 from medsam2.data.synth.sources import SHELLS, paint_shells
-from medsam2.data.synth.targets import MIN_AREA, OTHER, TARGET, choose_targets
+from medsam2.data.synth.targets import MIN_AREA, OTHER, TARGET, boundary_contrast, choose_targets
 from medsam2.data.union import DatasetUnion, open_dataset
 from medsam2.errors import InputError
 from medsam2.training.synthetic import write_synthetic_dataset
@@ -140,3 +140,35 @@ def test_training_runs_on_synthetic_cases_and_validates_them(tmp_path) -> None: 
     assert len(result.history) == 2 and all(np.isfinite(h["loss"]) for h in result.history)
     record = result.validations[-1]
     assert "dice_synthetic_target" in record and 0.0 <= record["dice"] <= 1.0
+
+
+def test_boundary_contrast_separates_visible_from_invisible_edges() -> None:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 32) ** 2 + (xx - 30) ** 2 <= 12**2
+    noise = rng.normal(0, 0.02, disc.shape)
+    visible = 0.3 + 0.4 * disc + noise
+    assert boundary_contrast(visible, disc) > 10
+    assert boundary_contrast(1.0 - visible, disc) > 10  # dark objects count the same
+    assert boundary_contrast(0.5 + noise, disc) < 0.3  # a label no image shows
+    assert boundary_contrast(visible, np.zeros_like(disc)) == 0.0
+
+
+def test_min_contrast_keeps_only_targets_whose_edge_shows() -> None:
+    spec = parse_synth(f"{SMALL};min_contrast=1.5;real2d=1;real3d=1")
+    assert spec.min_contrast == 1.5
+    for index in range(6):
+        image, labels, _ = generate_case(spec, index)
+        mid = image.shape[0] // 2
+        assert boundary_contrast(image[mid], labels[mid] == TARGET) >= 1.5
+        if (labels[mid] == OTHER).any():
+            assert boundary_contrast(image[mid], labels[mid] == OTHER) >= 1.5
+    with pytest.raises(InputError, match="min_contrast >= 0"):
+        parse_synth("synth:min_contrast=-1")
+
+
+def test_new_source_kinds_start_switched_off() -> None:
+    """Older configs name no ``shapes`` weight: their cases must stay the ones they trained on."""
+    assert DEFAULT_WEIGHTS["shapes"] == 0.0 and parse_synth("synth").min_contrast == 0.0
+    spec = parse_synth(SMALL)
+    assert all(generate_case(spec, i)[2]["kind"] != "shapes" for i in range(10))

@@ -7,7 +7,9 @@ Use it as a dataset in ``medsam2 train --data`` (alone or in a union with real d
 
 Case ``i`` is generated from ``(seed, i)`` only: a source drawn by weight (:mod:`.sources`), a slab
 cut at a random pose (:mod:`.slab`), a target (:mod:`.targets`), intensities painted or real, then
-corrupted (:mod:`.appearance`). Two object classes: 1 = the target, 2 = another structure.
+corrupted (:mod:`.appearance`), and, with ``min_contrast`` > 0, drawn again while the target's
+edge does not show (:func:`.targets.boundary_contrast`). Two object classes: 1 = the target,
+2 = another structure.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from medsam2.data.synth import sources
 from medsam2.data.synth.appearance import corrupt, paint, to_unit
 from medsam2.data.synth.generated import GeneratedCases, parse_items
 from medsam2.data.synth.slab import Source, sample_slab
-from medsam2.data.synth.targets import OTHER, TARGET, choose_targets
+from medsam2.data.synth.targets import OTHER, TARGET, boundary_contrast, choose_targets
 from medsam2.errors import InputError
 
 __all__ = ["SynthSpec", "SyntheticCases", "is_synthetic", "parse_synth", "generate_case"]
@@ -36,6 +38,7 @@ DEFAULT_WEIGHTS = {
     "blobs": 0.15,  # painted random shapes
     "real3d": 0.15,  # real MR volumes, supervoxels
     "real2d": 0.25,  # real pictures as pseudo-volumes, superpixels
+    "shapes": 0.0,  # painted primitives of every size (off unless asked: older configs keep their cases)
 }
 
 
@@ -47,6 +50,7 @@ class SynthSpec:
     cases: int = 100_000
     size: int = 128
     depth: int = 10
+    min_contrast: float = 0.0  # redraw targets whose edge is fainter (targets.boundary_contrast)
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
 
 
@@ -57,28 +61,30 @@ def is_synthetic(root: str | Path) -> bool:
 def parse_synth(text: str) -> SynthSpec:
     """``synth`` or ``synth:seed=0;cases=1000;size=128;depth=10;brain=0.3`` -> SynthSpec (InputError if bad)."""
     known = {f.name for f in fields(SynthSpec)} - {"weights"}
-    values: dict[str, int] = {}
+    values: dict[str, float] = {}
     weights = dict(DEFAULT_WEIGHTS)
 
     def assign(key: str, raw: str) -> None:
         if key in known:
-            values[key] = int(raw)
+            values[key] = float(raw) if key == "min_contrast" else int(raw)
         elif key in weights:
             weights[key] = float(raw)
         else:
             raise ValueError(f"unknown key (use {sorted(known)} or source weights {sorted(weights)})")
 
     parse_items(text, assign)
-    spec = SynthSpec(**values, weights=weights)
+    spec = SynthSpec(**values, weights=weights)  # type: ignore[arg-type]
     if (
-        spec.cases < 1
+        spec.min_contrast < 0
+        or spec.cases < 1
         or spec.size < 16
         or spec.depth < 1
         or min(weights.values()) < 0
         or sum(weights.values()) <= 0
     ):
         raise InputError(
-            f"training data {text!r}: cases >= 1, size >= 16, depth >= 1, weights >= 0 (not all 0)"
+            f"training data {text!r}: cases >= 1, size >= 16, depth >= 1, min_contrast >= 0,"
+            " weights >= 0 (not all 0)"
         )
     return spec
 
@@ -93,6 +99,8 @@ def _source(kind: str, rng: np.random.Generator) -> Source:
         return sources.brain_source()
     if kind == "blobs":
         return sources.blob_source(rng)
+    if kind == "shapes":
+        return sources.shapes_source(rng)
     pool = sources.real3d_sources() if kind == "real3d" else sources.real2d_sources()
     return pool[int(rng.integers(len(pool)))]
 
@@ -117,8 +125,21 @@ def generate_case(spec: SynthSpec, index: int) -> tuple[np.ndarray, np.ndarray, 
         raw = paint(fine, rng) if painted else slab.image
         assert raw is not None
         image = to_unit(corrupt(raw, rng, painted), rng)
+        if spec.min_contrast > 0 and not _visible(image, labels, spec.min_contrast):
+            continue
         return image, labels, {**slab.info, **info, "kind": kind}
     raise InputError(f"synthetic case {index} (seed {spec.seed}): no usable target in 20 tries")
+
+
+def _visible(image: np.ndarray, labels: np.ndarray, threshold: float) -> bool:
+    """Whether the target's edge shows on the middle slice; a faint second object is dropped."""
+    mid = image.shape[0] // 2
+    if boundary_contrast(image[mid], labels[mid] == TARGET) < threshold:
+        return False
+    other = labels[mid] == OTHER
+    if other.any() and boundary_contrast(image[mid], other) < threshold:
+        labels[labels == OTHER] = 0
+    return True
 
 
 class SyntheticCases(GeneratedCases):

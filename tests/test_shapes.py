@@ -1,0 +1,42 @@
+"""Basic shapes in a box (medsam2.data.synth.shapes): deterministic, as described, solvable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medsam2.data.synth.shapes import SHAPES, shape_case, size_bin
+from medsam2.evaluation.baselines import otsu_in_box
+from medsam2.preprocessing import normalize_volume
+
+
+def test_cases_follow_the_seed_and_cover_every_kind() -> None:
+    a, b = shape_case(6000, 3), shape_case(6000, 3)
+    assert np.array_equal(a.volume.array, b.volume.array) and np.array_equal(a.truth, b.truth)
+    other = shape_case(6001, 3)  # another seed, another case
+    assert other.truth.shape != a.truth.shape or not np.array_equal(other.volume.array, a.volume.array)
+    cases = [shape_case(6000, i) for i in range(60)]
+    assert {c.shape for c in cases} == set(SHAPES)
+    assert {c.polarity for c in cases} == {"bright", "dark"}
+    assert {size_bin(c.radius) for c in cases} == {"small", "medium", "large"}
+
+
+@pytest.mark.parametrize("index", range(12))
+def test_a_case_is_what_it_claims(index: int) -> None:
+    c = shape_case(7000, index)
+    vol, truth = c.volume, c.truth
+    assert vol.array.shape == truth.shape and truth.dtype == bool and vol.modality == "MR"
+    k = int(np.argmax(truth.sum(axis=(0, 1))))
+    assert k == vol.array.shape[2] // 2  # largest on the middle slice
+    area = truth[:, :, k].sum()
+    side = min(truth.shape[:2])
+    assert abs(np.sqrt(area / np.pi) / side - c.radius) < 0.25 * c.radius + 1.5 / side
+    inside, outside = vol.array[truth].mean(), vol.array[~truth].mean()
+    assert (inside > outside) == (c.polarity == "bright")
+    # what the model sees: Otsu inside the tight box solves the prompted slice
+    image = normalize_volume(vol)[:, :, k].T  # (rows, columns)
+    rows, cols = np.nonzero(truth[:, :, k].T)
+    box = (cols.min(), rows.min(), cols.max(), rows.max())
+    pred = otsu_in_box(image, box)
+    gt = truth[:, :, k].T
+    assert 2 * (pred & gt).sum() / (pred.sum() + gt.sum()) > 0.85
