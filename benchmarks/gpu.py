@@ -1,7 +1,9 @@
 """Video propagation frames/s on one accelerator: medsam2 (fp32, bf16 autocast, torch.compile,
 ``--speed fast``) vs the reference SAM 2 video predictor (sam2==1.1.0), same card, same random
 weights. ``bf16`` wraps the whole propagation in autocast; ``fast`` is the engine's fast mode
-(bf16 encoder and memory modules only, decoder float32; docs/benchmarks.md, "Fast mode").
+(bf16 encoder and memory modules only, decoder float32; docs/benchmarks.md, "Fast mode"),
+which on CUDA also encodes 4 upcoming frames per encoder call; ``fast1`` is the same with one
+frame per call, so the pair shows what the batched encoding buys.
 
 For each image size: the reference (fp32) and medsam2 in each mode propagate the same JPEG
 frames forward from a box on frame 0 (one warm-up pass first, then the timed pass). Printed:
@@ -32,7 +34,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 from propagate import BOX, write_frames  # noqa: E402
 
-MODES = ("reference", "fp32", "bf16", "compile", "fast")
+MODES = ("reference", "fp32", "bf16", "compile", "fast", "fast1")
 
 
 def _sync(device: torch.device) -> None:
@@ -66,10 +68,17 @@ def _propagator(mode: str, model: Any, frames: Path, n: int) -> Callable[[], Ite
             yield from model.propagate_in_video(state, max_frame_num_to_track=n - 1)
 
         return run_ref
+    import dataclasses
+
     from medsam2 import VideoPredictor
+    from medsam2.engine.speed import speed_plan
+
+    plan = speed_plan("fast" if mode.startswith("fast") else "exact", model.device)
+    if mode == "fast1":
+        plan = dataclasses.replace(plan, encode_batch=1)
 
     def run_ours() -> Iterator[Any]:
-        vp = VideoPredictor(model, memory="fifo", speed="fast" if mode == "fast" else "exact")
+        vp = VideoPredictor(model, memory="fifo", speed=plan)
         vp.start(frames)
         vp.add_prompt(0, 1, box=BOX)
         for i, out in enumerate(vp.propagate(direction="forward")):

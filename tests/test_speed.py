@@ -145,3 +145,34 @@ def test_cli_speed_fast_end_to_end_and_bad_value(
         "--speed 'turbo': unknown speed; choose exact or fast" in err and len(err.strip().splitlines()) == 1
     )
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_frames_encoded_ahead_in_batches_give_the_same_masks(
+    model: Sam2Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """encode_batch > 1 (fast on CUDA): fewer encoder calls, each of several frames, same results."""
+    batches: list[int] = []
+    encode = Sam2Model.encode_image
+
+    def counting(self: Sam2Model, images: torch.Tensor):  # noqa: ANN202
+        batches.append(int(images.shape[0]))
+        return encode(self, images)
+
+    monkeypatch.setattr(Sam2Model, "encode_image", counting)
+    one = _masks(model, EXACT)
+    assert batches == [1] * 8  # the prompted frame, then 7 tracked ones
+    batches.clear()
+    three = _masks(model, SpeedPlan(encode_batch=3))
+    assert batches == [1, 3, 3, 1]  # prompted frame 0; frames 1-3, 4-6, then 7 alone
+    assert np.array_equal(one, three)
+    with pytest.raises(ConfigError, match="encode_batch must be an int >= 1"):
+        SpeedPlan(encode_batch=0)
+
+
+def test_fast_encodes_ahead_on_cuda_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(speed_mod, "_cuda_has_bf16", lambda device: True)
+    monkeypatch.setattr(speed_mod, "cpu_has_bf16", lambda: True)
+    assert speed_plan("fast", "cuda").encode_batch == speed_mod.GPU_ENCODE_BATCH > 1
+    assert speed_plan("fast", "cpu").encode_batch == 1 and EXACT.encode_batch == 1
+    assert "4 frames per encoder call" in speed_plan("fast", "cuda").describe()

@@ -8,7 +8,7 @@ as a conditioning frame (a correction click is never overwritten by propagation)
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import numpy as np
@@ -28,20 +28,45 @@ log = logging.getLogger(__name__)
 Direction = Literal["both", "forward", "backward"]
 
 
-def frame_features(model: Sam2Model, session: InferenceSession, index: int) -> FrameFeatures:
-    """Encoded features of frame `index` (through the session's bounded cache)."""
-
-    def compute(i: int) -> FrameFeatures:
-        x = session.source.load(i, session.image_size).to(session.device)[None]
-        speed = session.speed
-        if speed.exact:
-            return model.encode_image(x)
+def _encode(model: Sam2Model, session: InferenceSession, frames: Sequence[int]) -> list[FrameFeatures]:
+    """Encode ``frames`` in one encoder call (a batch of len(frames)); one FrameFeatures each."""
+    x = torch.stack([session.source.load(i, session.image_size) for i in frames]).to(session.device)
+    speed = session.speed
+    if speed.exact:
+        f = model.encode_image(x)
+    else:
         with speed.autocast("encoder"):
             f = model.encode_image(x)
         hr = None if f.high_res is None else (speed.restore(f.high_res[0]), speed.restore(f.high_res[1]))
-        return FrameFeatures(speed.restore(f.vision), speed.restore(f.pos), hr)
+        f = FrameFeatures(speed.restore(f.vision), speed.restore(f.pos), hr)
+    if len(frames) == 1:
+        return [f]
 
-    return session.cache.get(index, compute)
+    def one(j: int) -> FrameFeatures:
+        hr = None if f.high_res is None else (f.high_res[0][j : j + 1], f.high_res[1][j : j + 1])
+        return FrameFeatures(f.vision[j : j + 1], f.pos[j : j + 1], hr)
+
+    return [one(j) for j in range(len(frames))]
+
+
+def frame_features(model: Sam2Model, session: InferenceSession, index: int) -> FrameFeatures:
+    """Encoded features of frame `index` (through the session's bounded cache)."""
+    return session.cache.get(index, lambda i: _encode(model, session, [i])[0])
+
+
+def encode_ahead(model: Sam2Model, session: InferenceSession, upcoming: Sequence[int]) -> None:
+    """Encode the next frames of a pass together (``speed.encode_batch`` per encoder call).
+
+    Called with the frames still to come, in order; when the first of them is not cached, it
+    and the next uncached ones (up to the batch size, and never more than the cache can keep
+    beside the frame being decoded) are encoded in one call and cached. A no-op with batch 1
+    (the default on the CPU, where one frame already fills the cores)."""
+    batch = min(session.speed.encode_batch, session.cache.capacity - 1)
+    if batch < 2 or not upcoming or upcoming[0] in session.cache:
+        return
+    frames = [f for f in upcoming[:batch] if f not in session.cache]
+    for f, feats in zip(frames, _encode(model, session, frames), strict=True):
+        session.cache.put(f, feats)
 
 
 def _model_points(session: InferenceSession, frame: int, prompt: FramePrompt) -> tuple[Tensor, Tensor] | None:
@@ -274,7 +299,8 @@ def propagate(
 
         bar = tqdm(total=sum(len(r) for _, r in passes), desc="propagate", unit="frame")
     for reverse, order in passes:
-        for frame in order:
+        for i, frame in enumerate(order):
+            encode_ahead(model, session, order[i:])
             for obj in session.objects.values():
                 if frame not in obj.prompts:
                     track_frame(model, session, obj, frame, reverse)

@@ -133,6 +133,16 @@ class FeatureCache:
             self._items.popitem(last=False)
         return feats
 
+    def put(self, index: int, feats: FrameFeatures) -> None:
+        """Cache features computed elsewhere (a batch encoded ahead), evicting the oldest."""
+        self._items[index] = feats
+        self._items.move_to_end(index)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def __contains__(self, index: object) -> bool:
+        return index in self._items
+
     def __len__(self) -> int:
         return len(self._items)
 
