@@ -119,7 +119,9 @@ def run_stage(stage: str, data: Path, runs: Path, resume: bool) -> Path:
     options = json.loads((ROOT / "configs" / config).read_text())
     if parent is not None:  # starts from the previous stage's result, wherever --runs put it
         options["init"] = str(_final(runs / STAGES[parent][2]))
-    generated = [p for p in options.get("data", "").split(",") if p.split(":")[0] in ("synth", "synth2d")]
+    generated = [
+        p for p in options.get("data", "").split(",") if p.split(":")[0] in ("synth", "synth2d", "shapes")
+    ]
     datasets = ",".join([*generated, *(str(_dataset(data, i)) for i in dataset_ids)])
     cfg = TrainConfig.from_dict(options).replace(data=datasets, out=str(runs / folder), progress=True)
     result = train(cfg, resume=resume)

@@ -40,3 +40,22 @@ def test_a_case_is_what_it_claims(index: int) -> None:
     pred = otsu_in_box(image, box)
     gt = truth[:, :, k].T
     assert 2 * (pred & gt).sum() / (pred.sum() + gt.sum()) > 0.85
+
+
+def test_shape_cases_serve_the_generator_as_training_data() -> None:
+    from medsam2.data.union import DatasetUnion, open_dataset
+    from medsam2.errors import InputError
+
+    data = open_dataset("shapes:seed=100;cases=5")
+    assert len(data) == 5 and data.classes == {1: "shape"} and not data.is_2d()
+    frames = data.frames(2)
+    case = shape_case(100, 2)
+    assert np.array_equal(frames.labels, np.transpose(case.truth, (2, 1, 0)).astype(np.int64))
+    expected = np.transpose(normalize_volume(case.volume), (2, 1, 0))  # slices, as inference cuts them
+    assert np.array_equal(frames.image, expected) and frames.presence[1].all() == bool(
+        case.truth.any(axis=(0, 1)).all()
+    )
+    union = open_dataset("shapes:seed=100;cases=3,synth:seed=1;cases=4;size=32;depth=4")
+    assert isinstance(union, DatasetUnion) and len(union) == 7 and union.classes[1] == "shape"
+    with pytest.raises(InputError, match="unknown key"):
+        open_dataset("shapes:size=3")

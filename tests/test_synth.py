@@ -172,3 +172,12 @@ def test_new_source_kinds_start_switched_off() -> None:
     assert DEFAULT_WEIGHTS["shapes"] == 0.0 and parse_synth("synth").min_contrast == 0.0
     spec = parse_synth(SMALL)
     assert all(generate_case(spec, i)[2]["kind"] != "shapes" for i in range(10))
+
+
+def test_invert_turns_bright_objects_dark_and_keeps_the_labels() -> None:
+    plain = generate_case(parse_synth(SMALL), 4)
+    inverted = generate_case(parse_synth(f"{SMALL};invert=1"), 4)
+    assert np.array_equal(inverted[1], plain[1])
+    assert np.allclose(inverted[0], 1.0 - plain[0])
+    with pytest.raises(InputError, match=r"invert in \[0, 1\]"):
+        parse_synth("synth:invert=2")

@@ -20,6 +20,7 @@ import numpy as np
 from medsam2.data.datasets import CaseFrames, DatasetSpec, TrainingDataset, read_dataset_json
 from medsam2.data.synth.cases import SyntheticCases, is_synthetic
 from medsam2.data.synth.families import SyntheticImageSets, is_image_sets
+from medsam2.data.synth.shapes import ShapeCases, is_shape_cases
 from medsam2.errors import InputError
 
 __all__ = ["CaseSource", "DatasetUnion", "open_dataset", "split_roots"]
@@ -56,8 +57,11 @@ def split_roots(data: str) -> list[str]:
 
 def _open_part(
     root: str | Path, cases: list[str] | None, window: str, cache_cases: int, label_offset: int = 0
-) -> TrainingDataset | SyntheticCases | SyntheticImageSets:
-    """A dataset folder, or generated data for a ``synth:...``/``synth2d:...`` entry (:mod:`medsam2.data.synth`)."""
+) -> TrainingDataset | SyntheticCases | SyntheticImageSets | ShapeCases:
+    """A dataset folder, or generated data for a ``synth:...``/``synth2d:...``/``shapes:...`` entry
+    (:mod:`medsam2.data.synth`)."""
+    if is_shape_cases(root):
+        return ShapeCases(str(root), cases, cache_cases, label_offset)
     if is_image_sets(root):
         return SyntheticImageSets(str(root), cases, cache_cases, label_offset)
     if is_synthetic(root):
@@ -66,6 +70,8 @@ def _open_part(
 
 
 def _spec(root: str | Path) -> DatasetSpec:
+    if is_shape_cases(root):
+        return ShapeCases(str(root), []).spec
     if is_image_sets(root):
         return SyntheticImageSets(str(root), []).spec
     return SyntheticCases(str(root), []).spec if is_synthetic(root) else read_dataset_json(root)
@@ -73,7 +79,7 @@ def _spec(root: str | Path) -> DatasetSpec:
 
 def open_dataset(
     data: str, cases: list[str] | None = None, window: str = "auto", cache_cases: int = 8
-) -> TrainingDataset | SyntheticCases | SyntheticImageSets | DatasetUnion:
+) -> TrainingDataset | SyntheticCases | SyntheticImageSets | ShapeCases | DatasetUnion:
     """One dataset folder (or ``synth:...``) -> that dataset; several (comma-separated) -> :class:`DatasetUnion`."""
     roots = split_roots(data)
     if len(roots) == 1:

@@ -8,7 +8,8 @@ Use it as a dataset in ``medsam2 train --data`` (alone or in a union with real d
 Case ``i`` is generated from ``(seed, i)`` only: a source drawn by weight (:mod:`.sources`), a slab
 cut at a random pose (:mod:`.slab`), a target (:mod:`.targets`), intensities painted or real, then
 corrupted (:mod:`.appearance`), and, with ``min_contrast`` > 0, drawn again while the target's
-edge does not show (:func:`.targets.boundary_contrast`). Two object classes: 1 = the target,
+edge does not show (:func:`.targets.boundary_contrast`); with ``invert`` > 0, sometimes inverted.
+Two object classes: 1 = the target,
 2 = another structure.
 """
 
@@ -42,6 +43,9 @@ DEFAULT_WEIGHTS = {
 }
 
 
+FLOAT_KEYS = ("min_contrast", "invert")
+
+
 @dataclass(frozen=True)
 class SynthSpec:
     """What ``synth:key=value;...`` asks for; ``weights`` are the source kinds' relative odds."""
@@ -51,6 +55,7 @@ class SynthSpec:
     size: int = 128
     depth: int = 10
     min_contrast: float = 0.0  # redraw targets whose edge is fainter (targets.boundary_contrast)
+    invert: float = 0.0  # probability of inverting the finished image (bright <-> dark)
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
 
 
@@ -66,7 +71,7 @@ def parse_synth(text: str) -> SynthSpec:
 
     def assign(key: str, raw: str) -> None:
         if key in known:
-            values[key] = float(raw) if key == "min_contrast" else int(raw)
+            values[key] = float(raw) if key in FLOAT_KEYS else int(raw)
         elif key in weights:
             weights[key] = float(raw)
         else:
@@ -76,6 +81,7 @@ def parse_synth(text: str) -> SynthSpec:
     spec = SynthSpec(**values, weights=weights)  # type: ignore[arg-type]
     if (
         spec.min_contrast < 0
+        or not 0 <= spec.invert <= 1
         or spec.cases < 1
         or spec.size < 16
         or spec.depth < 1
@@ -84,7 +90,7 @@ def parse_synth(text: str) -> SynthSpec:
     ):
         raise InputError(
             f"training data {text!r}: cases >= 1, size >= 16, depth >= 1, min_contrast >= 0,"
-            " weights >= 0 (not all 0)"
+            " invert in [0, 1], weights >= 0 (not all 0)"
         )
     return spec
 
@@ -127,6 +133,8 @@ def generate_case(spec: SynthSpec, index: int) -> tuple[np.ndarray, np.ndarray, 
         image = to_unit(corrupt(raw, rng, painted), rng)
         if spec.min_contrast > 0 and not _visible(image, labels, spec.min_contrast):
             continue
+        if spec.invert > 0 and rng.random() < spec.invert:  # dark objects on bright ground, too
+            image = 1.0 - image
         return image, labels, {**slab.info, **info, "kind": kind}
     raise InputError(f"synthetic case {index} (seed {spec.seed}): no usable target in 20 tries")
 

@@ -8,19 +8,28 @@ is all a model gets; box-fill and Otsu-in-box (``medsam2.evaluation.baselines``)
 these cases, so a model that does worse fails SAM's most basic job: segment what the box holds.
 
 ``shape_case(seed, index)`` -> :class:`ShapeCase` (an MR-like volume in arbitrary units, so the
-engine's percentile normalisation applies, and the object's boolean mask).
+engine's percentile normalisation applies, and the object's boolean mask). As training data,
+``--data "shapes:seed=100;cases=4000"`` (:class:`ShapeCases`) serves them as slices along the
+volume's third axis, normalised as inference does; keep its seeds apart from the ones you
+evaluate with.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from medsam2.data.datasets import CaseFrames, DatasetSpec, case_frames
+from medsam2.data.synth.generated import GeneratedCases, parse_items
+from medsam2.errors import InputError
 from medsam2.types import Volume
 
-__all__ = ["ShapeCase", "shape_case", "size_bin", "SHAPES"]
+__all__ = ["ShapeCase", "shape_case", "size_bin", "SHAPES", "ShapeCases", "is_shape_cases"]
+
+PREFIX = "shapes"
 
 SHAPES = ("disc", "ellipse", "rectangle", "blob")
 FIELDS = ((128, 128), (160, 192), (256, 256))
@@ -106,3 +115,41 @@ def shape_case(seed: int, index: int) -> ShapeCase:
     mask = np.ascontiguousarray(np.transpose(truth, (2, 1, 0)))
     volume = Volume(array, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), np.eye(3), f"shapes{seed}-{index}", "MR")
     return ShapeCase(f"shapes{seed}-{index}", volume, mask, shape, polarity, radius)
+
+
+def is_shape_cases(root: object) -> bool:
+    return str(root).split(":", 1)[0] == PREFIX
+
+
+class ShapeCases(GeneratedCases):
+    """A ``CaseSource`` of ``shapes:seed=S;cases=N``: case i is ``shape_case(S, i)`` (class 1)."""
+
+    def __init__(
+        self, text: str, cases: list[str] | None = None, cache_cases: int = 8, label_offset: int = 0
+    ) -> None:
+        values = {"seed": 0, "cases": 1000}
+
+        def assign(key: str, raw: str) -> None:
+            if key not in values:
+                raise ValueError(f"unknown key (use {sorted(values)})")
+            values[key] = int(raw)
+
+        parse_items(text, assign)
+        if values["cases"] < 1:
+            raise InputError(f"training data {text!r}: cases >= 1")
+        self.seed = values["seed"]
+        folder = f"{PREFIX}{self.seed}"
+        self.spec = DatasetSpec(Path(folder), {"0": "MR"}, {"background": 0, "shape": 1}, values["cases"], "")
+        what = f"basic shapes (seed {self.seed})"
+        super().__init__(folder, values["cases"], what, cases, cache_cases, label_offset)
+
+    def is_2d(self) -> bool:
+        return False
+
+    def _make(self, case: int, name: str) -> CaseFrames:
+        from medsam2.preprocessing import normalize_volume
+
+        c = shape_case(self.seed, case)
+        image = np.ascontiguousarray(np.transpose(normalize_volume(c.volume), (2, 1, 0)))  # (k, rows, cols)
+        labels = np.ascontiguousarray(np.transpose(c.truth, (2, 1, 0))).astype(np.int64)
+        return case_frames(name, "axial", image, labels, self.classes, self.label_offset)
