@@ -2,8 +2,9 @@
 
 One object per case: a disc, an ellipse, a rotated rectangle or an irregular blob, bright or
 dark on its background, from 3 % to 35 % of the field's short side in radius, tapering over the
-slices of a small volume like a real structure does. Backgrounds are flat, graded, noisy or
-hold a distractor of the same intensity elsewhere. A box around the object on its largest slice
+slices of a small volume like a real structure does. Backgrounds are flat, graded or noisy, and
+three cases in four hold 1-3 distractors away from the object — brighter or darker than it, so
+that segmenting the most salient thing is wrong — sometimes one of the object's own intensity. A box around the object on its largest slice
 is all a model gets; box-fill and Otsu-in-box (``medsam2.evaluation.baselines``) solve most of
 these cases, so a model that does worse fails SAM's most basic job: segment what the box holds.
 
@@ -101,12 +102,22 @@ def shape_case(seed: int, index: int) -> ShapeCase:
             1 + rng.uniform(-0.3, 0.3) * (xx / w - 0.5) + rng.uniform(-0.3, 0.3) * (yy / h - 0.5)
         )
     image = np.repeat(background[None], DEPTH, axis=0)
-    if style == 2:  # a distractor of the object's intensity, away from it
-        dy, dx = np.nonzero(~ndimage.binary_dilation(truth.any(0), iterations=int(r) + 6))
-        if dy.size:
-            j = int(rng.integers(dy.size))
-            rr = rng.uniform(0.4, 1.0) * r
-            image += contrast * ((yy - dy[j]) ** 2 + (xx - dx[j]) ** 2 <= rr * rr)[None]
+    # distractors outside the box's neighbourhood: often brighter or darker than the object (a
+    # model that segments the most salient thing instead of what the box holds fails), and in
+    # style 2 one of the object's own intensity
+    count = int(rng.integers(1, 4)) if rng.random() < 0.75 else 0
+    taken = ndimage.binary_dilation(truth.any(0), iterations=4)
+    for n in range(count + (style == 2)):
+        rr = min(rng.uniform(0.3, 1.2) * r, 0.3 * min(h, w))
+        free = ~ndimage.binary_dilation(taken, iterations=int(rr) + 2)
+        dy, dx = np.nonzero(free)
+        if not dy.size:
+            break
+        j = int(rng.integers(dy.size))
+        blob = (yy - dy[j]) ** 2 + (xx - dx[j]) ** 2 <= rr * rr
+        level = contrast if n == count else rng.uniform(0.3, 1.2) * bg * rng.choice([-1.0, 1.0])
+        image += max(level, -0.9 * bg) * blob[None]
+        taken |= blob
     image = image + contrast * truth
     image = ndimage.gaussian_filter(image, sigma=(0, 0.7, 0.7))
     noise = (0.08 if style == 3 else 0.02) * bg
