@@ -29,6 +29,9 @@ Not a stage: ``configs/embedded_nano_oneprompt.json`` (stage 4 + the ``2d-one-pr
 generated image sets, ``synth2d:...``) raised One-Prompt Dice on generated validation sets but
 lowered it on real ones; docs/embedded_model.md has the figures. Run it with
 ``medsam2 train --config configs/embedded_nano_oneprompt.json``.
+Not a stage either: ``configs/embedded_nano_general.json`` (stage "4b": stage 4 + basic shapes
+with distractors + the visibility-checked synthetic mix, boxes on every 2nd slice) raised the
+basic-shapes study but lowered phantoms and real One-Prompt sets; docs/embedded_model.md.
 """
 
 from __future__ import annotations
