@@ -9,8 +9,7 @@ Case ``i`` is generated from ``(seed, i)`` only: a source drawn by weight (:mod:
 cut at a random pose (:mod:`.slab`), a target (:mod:`.targets`), intensities painted or real, then
 corrupted (:mod:`.appearance`), and, with ``min_contrast`` > 0, drawn again while the target's
 edge does not show (:func:`.targets.boundary_contrast`); with ``invert`` > 0, sometimes inverted.
-Two object classes: 1 = the target,
-2 = another structure.
+Two object classes: 1 = the target, 2 = another structure.
 """
 
 from __future__ import annotations
