@@ -31,7 +31,9 @@ lowered it on real ones; docs/embedded_model.md has the figures. Run it with
 ``medsam2 train --config configs/embedded_nano_oneprompt.json``.
 Not a stage either: ``configs/embedded_nano_general.json`` (stage "4b": stage 4 + basic shapes
 with distractors + the visibility-checked synthetic mix, boxes on every 2nd slice) raised the
-basic-shapes study but lowered phantoms and real One-Prompt sets; docs/embedded_model.md.
+basic-shapes study but lowered phantoms and real One-Prompt sets, and
+``configs/embedded_nano_boxskill.json`` (stage "4c": the same data as one-frame box episodes)
+raised it with phantoms unchanged but lost the fundus One-Prompt set; docs/embedded_model.md.
 """
 
 from __future__ import annotations
