@@ -118,15 +118,14 @@ def _final(run: Path) -> Path:
 
 def run_stage(stage: str, data: Path, runs: Path, resume: bool) -> Path:
     """Train one stage; returns its final weights."""
+    from medsam2.data.union import is_generated
     from medsam2.training import TrainConfig, train
 
     config, dataset_ids, folder, parent = STAGES[stage]
     options = json.loads((ROOT / "configs" / config).read_text())
     if parent is not None:  # starts from the previous stage's result, wherever --runs put it
         options["init"] = str(_final(runs / STAGES[parent][2]))
-    generated = [
-        p for p in options.get("data", "").split(",") if p.split(":")[0] in ("synth", "synth2d", "shapes")
-    ]
+    generated = [p for p in options.get("data", "").split(",") if is_generated(p)]
     datasets = ",".join([*generated, *(str(_dataset(data, i)) for i in dataset_ids)])
     cfg = TrainConfig.from_dict(options).replace(data=datasets, out=str(runs / folder), progress=True)
     result = train(cfg, resume=resume)

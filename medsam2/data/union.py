@@ -18,12 +18,14 @@ from typing import Protocol
 import numpy as np
 
 from medsam2.data.datasets import CaseFrames, DatasetSpec, TrainingDataset, read_dataset_json
-from medsam2.data.synth.cases import SyntheticCases, is_synthetic
-from medsam2.data.synth.families import SyntheticImageSets, is_image_sets
-from medsam2.data.synth.shapes import ShapeCases, is_shape_cases
+from medsam2.data.synth.cases import PREFIX as SYNTH_PREFIX
+from medsam2.data.synth.cases import SyntheticCases
+from medsam2.data.synth.families import PREFIX_2D, SyntheticImageSets
+from medsam2.data.synth.shapes import PREFIX as SHAPES_PREFIX
+from medsam2.data.synth.shapes import ShapeCases
 from medsam2.errors import InputError
 
-__all__ = ["CaseSource", "DatasetUnion", "open_dataset", "split_roots"]
+__all__ = ["CaseSource", "DatasetUnion", "open_dataset", "split_roots", "is_generated", "GENERATED"]
 
 
 class CaseSource(Protocol):
@@ -55,31 +57,39 @@ def split_roots(data: str) -> list[str]:
     return roots
 
 
+Generated = SyntheticCases | SyntheticImageSets | ShapeCases
+# data-string prefix -> the generated case source it names (``prefix:key=value;...``)
+GENERATED: dict[str, type[Generated]] = {
+    SYNTH_PREFIX: SyntheticCases,
+    PREFIX_2D: SyntheticImageSets,
+    SHAPES_PREFIX: ShapeCases,
+}
+
+
+def is_generated(root: str | Path) -> bool:
+    """Whether a ``--data`` entry names generated data (``synth:``, ``synth2d:``, ``shapes:``)."""
+    return str(root).split(":", 1)[0] in GENERATED
+
+
 def _open_part(
     root: str | Path, cases: list[str] | None, window: str, cache_cases: int, label_offset: int = 0
-) -> TrainingDataset | SyntheticCases | SyntheticImageSets | ShapeCases:
+) -> TrainingDataset | Generated:
     """A dataset folder, or generated data for a ``synth:...``/``synth2d:...``/``shapes:...`` entry
     (:mod:`medsam2.data.synth`)."""
-    if is_shape_cases(root):
-        return ShapeCases(str(root), cases, cache_cases, label_offset)
-    if is_image_sets(root):
-        return SyntheticImageSets(str(root), cases, cache_cases, label_offset)
-    if is_synthetic(root):
-        return SyntheticCases(str(root), cases, cache_cases, label_offset)
+    source = GENERATED.get(str(root).split(":", 1)[0])
+    if source is not None:
+        return source(str(root), cases, cache_cases, label_offset)
     return TrainingDataset(root, cases, window, cache_cases, label_offset)
 
 
 def _spec(root: str | Path) -> DatasetSpec:
-    if is_shape_cases(root):
-        return ShapeCases(str(root), []).spec
-    if is_image_sets(root):
-        return SyntheticImageSets(str(root), []).spec
-    return SyntheticCases(str(root), []).spec if is_synthetic(root) else read_dataset_json(root)
+    source = GENERATED.get(str(root).split(":", 1)[0])
+    return source(str(root), []).spec if source is not None else read_dataset_json(root)
 
 
 def open_dataset(
     data: str, cases: list[str] | None = None, window: str = "auto", cache_cases: int = 8
-) -> TrainingDataset | SyntheticCases | SyntheticImageSets | ShapeCases | DatasetUnion:
+) -> TrainingDataset | Generated | DatasetUnion:
     """One dataset folder (or ``synth:...``) -> that dataset; several (comma-separated) -> :class:`DatasetUnion`."""
     roots = split_roots(data)
     if len(roots) == 1:

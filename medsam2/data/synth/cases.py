@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,7 @@ def is_synthetic(root: str | Path) -> bool:
 def parse_synth(text: str) -> SynthSpec:
     """``synth`` or ``synth:seed=0;cases=1000;size=128;depth=10;brain=0.3`` -> SynthSpec (InputError if bad)."""
     known = {f.name for f in fields(SynthSpec)} - {"weights"}
-    values: dict[str, float] = {}
+    values: dict[str, Any] = {}
     weights = dict(DEFAULT_WEIGHTS)
 
     def assign(key: str, raw: str) -> None:
@@ -77,7 +78,7 @@ def parse_synth(text: str) -> SynthSpec:
             raise ValueError(f"unknown key (use {sorted(known)} or source weights {sorted(weights)})")
 
     parse_items(text, assign)
-    spec = SynthSpec(**values, weights=weights)  # type: ignore[arg-type]
+    spec = SynthSpec(**values, weights=weights)
     if (
         spec.min_contrast < 0
         or not 0 <= spec.invert <= 1

@@ -4,9 +4,10 @@ One object per case: a disc, an ellipse, a rotated rectangle or an irregular blo
 dark on its background, from 3 % to 35 % of the field's short side in radius, tapering over the
 slices of a small volume like a real structure does. Backgrounds are flat, graded or noisy, and
 three cases in four hold 1-3 distractors away from the object — brighter or darker than it, so
-that segmenting the most salient thing is wrong — sometimes one of the object's own intensity. A box around the object on its largest slice
-is all a model gets; box-fill and Otsu-in-box (``medsam2.evaluation.baselines``) solve most of
-these cases, so a model that does worse fails SAM's most basic job: segment what the box holds.
+that segmenting the most salient thing is wrong — sometimes one of the object's own intensity.
+A box around the object on its largest slice is all a model gets; box-fill and Otsu-in-box
+(``medsam2.evaluation.baselines``) solve most of these cases, so a model that does worse fails
+SAM's most basic job: segment what the box holds.
 
 ``shape_case(seed, index)`` -> :class:`ShapeCase` (an MR-like volume in arbitrary units, so the
 engine's percentile normalisation applies, and the object's boolean mask). As training data,
@@ -28,7 +29,7 @@ from medsam2.data.synth.generated import GeneratedCases, parse_items
 from medsam2.errors import InputError
 from medsam2.types import Volume
 
-__all__ = ["ShapeCase", "shape_case", "size_bin", "SHAPES", "ShapeCases", "is_shape_cases"]
+__all__ = ["ShapeCase", "shape_case", "size_bin", "SHAPES", "ShapeCases", "PREFIX"]
 
 PREFIX = "shapes"
 
@@ -126,10 +127,6 @@ def shape_case(seed: int, index: int) -> ShapeCase:
     mask = np.ascontiguousarray(np.transpose(truth, (2, 1, 0)))
     volume = Volume(array, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), np.eye(3), f"shapes{seed}-{index}", "MR")
     return ShapeCase(f"shapes{seed}-{index}", volume, mask, shape, polarity, radius)
-
-
-def is_shape_cases(root: object) -> bool:
-    return str(root).split(":", 1)[0] == PREFIX
 
 
 class ShapeCases(GeneratedCases):
