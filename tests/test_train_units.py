@@ -182,6 +182,27 @@ def test_reversed_clips_run_from_the_top_slice(dataset: Path) -> None:
         TrainConfig(clip_reverse=1.5)
 
 
+def test_single_frame_episodes_are_one_prompted_slice_of_the_object(dataset: Path) -> None:
+    model_cfg = get_preset("tiny")
+    data = TrainingDataset(dataset)
+    single = EpisodeSampler(data, TrainConfig(clip_length=5, single_frame=1.0), model_cfg)
+    mixed = EpisodeSampler(data, TrainConfig(clip_length=5, single_frame=0.5), model_cfg)
+    for step in range(6):
+        ep = single.sample(step, 0)
+        frames = ep.source
+        assert isinstance(frames, ArrayFrames) and len(frames) == 1
+        cf = data.frames(data.names.index(ep.info["case"]), ep.info["axis"])
+        start = ep.info["start"]
+        assert np.array_equal(frames.frames[0], cf.image[start])
+        anchor = ep.info["objects"][0]
+        assert ep.targets[anchor][0].any()  # the slice shows the object it prompts
+        assert all(sorted(p) == [0] for p in ep.prompts.values())
+    lengths = {len(mixed.sample(s, 0).source) for s in range(16)}
+    assert lengths == {1, 5}
+    with pytest.raises(ConfigError, match="'single_frame'"):
+        TrainConfig(single_frame=-0.1)
+
+
 def test_gradient_checkpointing_gives_the_same_gradients(dataset: Path) -> None:
     cfg = TrainConfig(clip_length=3)
     grads = []

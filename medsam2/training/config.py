@@ -52,6 +52,7 @@ class TrainConfig:
     clip_length: int = 8
     clip_overhang: float = 0.25  # probability that a clip may reach past the object's ends
     clip_reverse: float = 0.0  # probability that a clip runs towards lower slice indices
+    single_frame: float = 0.0  # probability that a 3d episode is one prompted slice (no propagation)
     max_objects: int = 3
     # 2d one-prompt recipe
     stream_length: int = 8
@@ -206,7 +207,14 @@ def _check_ranges(cfg: TrainConfig) -> None:
     for name in ("seed", "warmup_steps", "max_negative_clicks", "val_every"):
         if getattr(cfg, name) < 0:
             raise _fail(name, "must be >= 0", getattr(cfg, name))
-    for name in ("clip_overhang", "clip_reverse", "box_jitter", "min_lr_ratio", "focal_alpha"):
+    for name in (
+        "clip_overhang",
+        "clip_reverse",
+        "single_frame",
+        "box_jitter",
+        "min_lr_ratio",
+        "focal_alpha",
+    ):
         if not 0.0 <= getattr(cfg, name) <= 1.0:
             raise _fail(name, "must lie in [0, 1]", getattr(cfg, name))
     if not 0.0 <= cfg.val_split < 1.0:

@@ -5,6 +5,8 @@
   classes) tracked independently; every ``prompt_freq``-th slice gets a simulated prompt
   per object (an empty mask where the object is absent). With probability ``clip_reverse`` the
   clip runs from its last slice to its first, so the first (prompted) frame is its top end.
+  With probability ``single_frame`` the episode is one prompted slice instead: the box (or
+  click) skill alone, mixed into propagation episodes so that learning it does not unlearn them.
 * ``2d-one-prompt``: a stream of ``stream_length`` images of one class drawn from the dataset;
   every ``prompt_freq``-th image is prompted (paper: every 5th); the self-sorting bank spans
   the stream without temporal encodings (unrelated images).
@@ -175,6 +177,9 @@ class EpisodeSampler:
             raise InputError(f"{self.dataset.where}: no case contains any labelled object")
         anchor = int(rng.choice(cf.classes))
         length = min(self.cfg.clip_length, cf.num_frames)
+        # drawn only when enabled, so older configs keep their episodes
+        if self.cfg.single_frame > 0 and rng.random() < self.cfg.single_frame:
+            length = 1
         start = self._clip_start(cf, anchor, length, rng)
         clip = slice(start, start + length)
         others = [c for c in cf.classes if c != anchor and cf.presence[c][clip].any()]
