@@ -17,10 +17,13 @@ prompted slice and the propagated slices, and shown against the distance from th
 * ``liver``: pydicom-data's liver SEG with its CT, when that CT ships (it does not: reported).
 * ``oneprompt``: One-Prompt 2D on stardist's real nuclei and the synthetic fundus set
   (benchmarks/quality_real.py), Dice vs the number of prompted images, next to prompt-copy.
+* ``oneprompt-gen``: the same study on generated sets only, the fundus set and a fluorescent-cell
+  set (the nuclei's stand-in) at seed ``--first-seed``: run it at a validation seed (8000) to
+  choose checkpoints without looking at the held-out real sets.
 
     python benchmarks/quality.py [--checkpoint A.safetensors [--checkpoint B.pt ...]] [--cases 6]
         [--mr-cases 3] [--shapes 24] [--first-seed 9000] [--memory self-sorting,fifo] [--planes axial,coronal,sagittal]
-        [--only shapes,ct,mr,mni,liver,oneprompt] [--json out.json] [--markdown out.md]
+        [--only shapes,ct,mr,mni,liver,oneprompt,oneprompt-gen] [--json out.json] [--markdown out.md]
 Prints markdown tables (``--markdown`` also writes them, under the command line).
 """
 
@@ -39,12 +42,13 @@ from typing import Any
 import numpy as np
 import torch
 from quality_cases import BINS, mni_cases, phantom_cases, run_case, shape_cases
-from quality_real import COUNTS, fundus_images, liver_seg_check, nuclei_set, one_prompt_study
+from quality_real import COUNTS, cells_images, fundus_images, liver_seg_check, nuclei_set, one_prompt_study
 
 from medsam2.evaluation.baselines import BASELINES_3D
 from medsam2.model.sam2_model import Sam2Model
 
-STUDIES = ("shapes", "ct", "mr", "mni", "liver", "oneprompt")
+STUDIES = ("shapes", "ct", "mr", "mni", "liver", "oneprompt", "oneprompt-gen")
+REPORT = STUDIES[:-1]  # the default: oneprompt-gen is for choosing checkpoints
 MEASURES = (("dice", "3D"), ("prompted", "prompted slice"), ("propagated", "propagated"))
 
 
@@ -150,6 +154,18 @@ def run_one_prompt(models: dict[str, Sam2Model]) -> dict[str, Any]:
     return out
 
 
+def run_one_prompt_generated(models: dict[str, Sam2Model], seed: int) -> dict[str, Any]:
+    """The generated twins of :func:`run_one_prompt`, at ``seed`` (for choosing checkpoints)."""
+    cells = cells_images(seed=seed)
+    return {
+        f"cells (synthetic, seed {seed}), mask prompt": one_prompt_study(models, *cells, "mask"),
+        f"cells (synthetic, seed {seed}), box prompt": one_prompt_study(models, *cells, "box"),
+        f"fundus optic disc (synthetic, seed {seed})": one_prompt_study(
+            models, *fundus_images(seed=seed), "box"
+        ),
+    }
+
+
 def clean(obj: Any) -> Any:
     """JSON-safe: NaN -> null, numpy scalars -> Python numbers, tuples -> lists."""
     if isinstance(obj, dict):
@@ -172,7 +188,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--memory", default="self-sorting,fifo", help="3D memory policies, comma-separated")
     ap.add_argument("--planes", default="axial,coronal,sagittal", help="MNI152 planes")
-    ap.add_argument("--only", default=",".join(STUDIES), help=f"studies among {','.join(STUDIES)},phantoms")
+    ap.add_argument("--only", default=",".join(REPORT), help=f"studies among {','.join(STUDIES)},phantoms")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--json")
     ap.add_argument("--markdown")
@@ -199,6 +215,8 @@ def run_studies(args: argparse.Namespace, models: dict[str, Sam2Model]) -> dict[
         results["liver"] = liver_seg_check()
     if "oneprompt" in args.only:
         results["one_prompt"] = run_one_prompt(models)
+    if "oneprompt-gen" in args.only:
+        results.setdefault("one_prompt", {}).update(run_one_prompt_generated(models, args.first_seed))
     return results
 
 

@@ -13,6 +13,10 @@ images, the mean over the k copies).
 * fundus: the synthetic fundus set (``medsam2.data.phantoms_2d.fundus_set``, seeds 9000+), target
   = the optic disc, prompt = its tight box. scikit-image's real ``retina`` image ships without
   any annotation, so it cannot be scored.
+* generated twins for choosing checkpoints (``oneprompt-gen`` in benchmarks/quality.py): the fundus
+  set and the fluorescent-cell set (``cells_set``, 16 images of 128 px, the stand-in for the
+  nuclei) at another seed than the report's, so a One-Prompt regression shows before the
+  held-out sets are looked at.
 
 Liver: pydicom-data's ``liver.dcm`` is a DICOM SEG whose frames reference CT images by SOP
 Instance UID; :func:`liver_seg_check` looks for those CT files in every DICOM file that pydicom
@@ -58,6 +62,14 @@ def fundus_images(n: int = 12, seed: int = 9000) -> tuple[np.ndarray, list[np.nd
     from medsam2.data.phantoms import fundus_set
 
     samples = fundus_set(n, seed=seed)
+    return np.stack([s.image for s in samples]), [s.label >= 1 for s in samples]
+
+
+def cells_images(n: int = 16, seed: int = 8000, size: int = 128) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The synthetic fluorescent-cell set: grey uint8 (n, size, size) images and their cell masks."""
+    from medsam2.data.phantoms import cells_set
+
+    samples = cells_set(n, size=(size, size), seed=seed)
     return np.stack([s.image for s in samples]), [s.label >= 1 for s in samples]
 
 
