@@ -131,23 +131,17 @@ def generate_case(spec: SynthSpec, index: int) -> tuple[np.ndarray, np.ndarray, 
         raw = paint(fine, rng) if painted else slab.image
         assert raw is not None
         image = to_unit(corrupt(raw, rng, painted), rng)
-        if spec.min_contrast > 0 and not _visible(image, labels, spec.min_contrast):
-            continue
+        if spec.min_contrast > 0:
+            mid = image.shape[0] // 2
+            if boundary_contrast(image[mid], labels[mid] == TARGET) < spec.min_contrast:
+                continue  # no image could show where this target ends
+            other = labels[mid] == OTHER
+            if other.any() and boundary_contrast(image[mid], other) < spec.min_contrast:
+                labels[labels == OTHER] = 0  # a faint second object: dropped, the target kept
         if spec.invert > 0 and rng.random() < spec.invert:  # dark objects on bright ground, too
             image = 1.0 - image
         return image, labels, {**slab.info, **info, "kind": kind}
     raise InputError(f"synthetic case {index} (seed {spec.seed}): no usable target in 20 tries")
-
-
-def _visible(image: np.ndarray, labels: np.ndarray, threshold: float) -> bool:
-    """Whether the target's edge shows on the middle slice; a faint second object is dropped."""
-    mid = image.shape[0] // 2
-    if boundary_contrast(image[mid], labels[mid] == TARGET) < threshold:
-        return False
-    other = labels[mid] == OTHER
-    if other.any() and boundary_contrast(image[mid], other) < threshold:
-        labels[labels == OTHER] = 0
-    return True
 
 
 class SyntheticCases(GeneratedCases):
