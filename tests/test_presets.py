@@ -77,6 +77,16 @@ def test_tiny_preset_is_small_and_all_parameters_learn() -> None:
         Sam2Model(get_preset("tiny").replace(directly_add_no_mem_embed=False))
 
 
+@pytest.mark.parametrize(("name", "low", "high"), [("nano", 0.9e6, 1.3e6), ("micro", 3.5e6, 5e6)])
+def test_embedded_presets_fit_the_size_budget(name: str, low: float, high: float) -> None:
+    """Embedded models ship as float32 safetensors of at most 20 MB (5M parameters)."""
+    with torch.device("meta"):
+        model = Sam2Model(get_preset(name))
+    n = sum(p.numel() for p in model.parameters())
+    assert low <= n <= high, n
+    assert get_preset(name).image_size == 256
+
+
 @pytest.mark.parametrize("name", list(REF_CONFIGS))
 def test_info_on_reference_checkpoint(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`medsam2 info` detects every public architecture from a reference-built checkpoint."""

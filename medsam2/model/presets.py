@@ -74,7 +74,7 @@ def _tiny() -> ModelConfig:
 
 
 def _nano() -> ModelConfig:
-    """The embedded CPU model: SAM 2's module tree at 256 px with narrow widths (~2M parameters)."""
+    """The embedded CPU model: SAM 2's module tree at 256 px with narrow widths (1.1M parameters)."""
     trunk = HieraConfig(
         embed_dim=16,
         num_heads=1,
@@ -97,11 +97,37 @@ def _nano() -> ModelConfig:
     )
 
 
+def _micro() -> ModelConfig:
+    """``nano`` twice as wide, one more block in stage 3 (~4M parameters, 16 MB of float32): the
+    largest embedded size the project allows (20 MB), for models that must do more than ``nano``."""
+    trunk = HieraConfig(
+        embed_dim=32,
+        num_heads=1,
+        stages=(1, 2, 4, 1),
+        global_att_blocks=(4, 6),
+        window_spec=(8, 4, 8, 4),
+        window_pos_embed_bkg_spatial_size=(7, 7),
+    )
+    return ModelConfig(
+        name="micro",
+        image_size=256,
+        trunk=trunk,
+        d_model=128,
+        mem_dim=64,
+        mask_in_chans=8,
+        decoder_heads=4,
+        decoder_mlp_dim=512,
+        iou_head_hidden_dim=128,
+        mem_attn_ffn_dim=512,
+    )
+
+
 PRESETS: dict[str, ModelConfig] = {
     f"{v}_hiera_{s}": _public(v, s) for v in ("sam2", "sam2.1") for s in ("t", "s", "b+", "l")
 }
 PRESETS["tiny"] = _tiny()
 PRESETS["nano"] = _nano()
+PRESETS["micro"] = _micro()
 
 _ALIASES = {"tiny": "t", "small": "s", "base_plus": "b+", "base-plus": "b+", "large": "l"}
 
