@@ -231,7 +231,9 @@ def segment_volume(
         geom.frame_size,
         window_used,
     )
-    vp = VideoPredictor(model, memory=memory, progress=progress, speed=speed, **(memory_options or {}))
+    # one prompt set, one propagation, no corrections: keep memory flat in the number of slices
+    options = memory_options or {}
+    vp = VideoPredictor(model, memory=memory, progress=progress, speed=speed, one_shot=True, **options)
     vp.start(ArrayFrames(frames01, name=volume.source))
     bounds = {o.obj_id: b for o in objects if (b := _add_prompts(vp, volume, geom, o)) is not None}
     acc = LabelAccumulator(geom.num_frames, geom.frame_size, tuple(sorted(ids)), bounds)

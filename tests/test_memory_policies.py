@@ -183,6 +183,30 @@ def test_fifo_matches_reference_index_logic():
         assert (mems(sel), ptrs(sel)) == reference_select(*case), case
 
 
+def test_fifo_reads_covers_every_unprompted_selection():
+    """What one-shot propagation may drop relies on `reads`: every non-prompted entry `select`
+    picks (memory or pointer) lies in `reads`, across strides, windows and directions."""
+    checked = 0
+    for frame, reverse, cond, non_cond, num_frames, kw in random_cases(600, seed=1):
+        policy = fifo_with(cond, non_cond, **kw)
+        sel = policy.select(frame, reverse, num_frames=num_frames)
+        reads = policy.reads(frame, reverse, num_frames)
+        picked = {m.entry.frame_idx for m in sel.memories if not m.entry.prompted}
+        picked |= {p.entry.frame_idx for p in sel.pointers if not p.entry.prompted}
+        assert picked <= reads, (frame, reverse, kw, sorted(picked - reads))
+        checked += len(picked)
+    assert checked > 1000  # the cases do select unprompted entries
+
+
+def test_fifo_reads_is_the_window_and_self_sorting_reads_anything():
+    policy = FifoPolicy(num_maskmem=3, max_obj_ptrs=4)
+    assert policy.reads(10, False, 30) == {8, 9, 7}  # memories 8, 9; pointers 9, 8, 7
+    assert policy.reads(10, True, 30) == {11, 12, 13}
+    assert policy.reads(1, False, 30) == {0, -1}  # the memory rule's frame before 0 matches nothing
+    assert FifoPolicy(num_maskmem=0).reads(5) == frozenset()
+    assert SelfSortingPolicy().reads(5, False, 30) is None
+
+
 def bank_frames(policy: SelfSortingPolicy) -> list[int]:
     return [e.frame_idx for e in policy.bank()]
 

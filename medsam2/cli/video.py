@@ -301,7 +301,10 @@ def _start_video(
     """A ``VideoPredictor`` over ``source`` with every prompt added (decoded, not yet propagated)."""
     from medsam2.engine.video_predictor import VideoPredictor
 
-    predictor = VideoPredictor(model, memory=opts.memory, progress=opts.progress, speed=opts.speed, **options)
+    # one propagation, no corrections afterwards: memory flat in the number of frames, same masks
+    predictor = VideoPredictor(
+        model, memory=opts.memory, progress=opts.progress, speed=opts.speed, one_shot=True, **options
+    )
     predictor.start(source)
     for fp in prompts:
         predictor.add_prompt(fp.frame, fp.obj_id, **_prompt_kwargs(fp))

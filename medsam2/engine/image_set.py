@@ -73,7 +73,9 @@ class ImageSetPredictor:
     ) -> None:
         if memory == "self-sorting":
             memory_options = {"temporal": "none", **memory_options}
-        self._video = VideoPredictor(model, memory=memory, progress=progress, speed=speed, **memory_options)
+        self._video = VideoPredictor(
+            model, memory=memory, progress=progress, speed=speed, one_shot=True, **memory_options
+        )
         self.model = model
         self.source: FrameSource | None = None
         self._prompts: list[tuple[int, int, dict[str, Any]]] = []

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from medsam2.engine.memory import MemoryEntry
+from medsam2.engine.retention import check_correctable, expiry_schedule, release
 from medsam2.engine.session import FrameOutput, FramePrompt, FrameResult, InferenceSession, ObjectState
 from medsam2.errors import PromptError
 from medsam2.model.memory_kv import MemoryKeys
@@ -187,6 +188,7 @@ def prompt_frame(model: Sam2Model, session: InferenceSession, obj_id: int, frame
     prompt = obj.prompts.get(frame)
     if prompt is None:
         raise PromptError(f"object {obj_id}: no prompt on frame {frame}")
+    check_correctable(obj, frame)
     feats = frame_features(model, session, frame)
     is_init = frame not in obj.tracked
     reverse = obj.tracked.get(frame, False)
@@ -276,6 +278,20 @@ def _begin(model: Sam2Model, session: InferenceSession) -> None:
                 prompt_frame(model, session, obj.obj_id, f)
 
 
+def _schedules(session: InferenceSession, plan: list[tuple[int, bool]]) -> dict[int, dict[int, list[int]]]:
+    """Per object, step -> frames whose memory entries expire after it (one-shot sessions only;
+    empty when the session keeps everything or the object's policy may read any entry)."""
+    if not session.one_shot:
+        return {}
+    out = {}
+    for obj in session.objects.values():
+        schedule = expiry_schedule(obj.policy, plan, session.num_frames)
+        if schedule is None:
+            log.debug("object %d: %s policy keeps its own bound", obj.obj_id, obj.policy.name)
+        out[obj.obj_id] = schedule or {}
+    return out
+
+
 def propagate(
     model: Sam2Model,
     session: InferenceSession,
@@ -290,9 +306,14 @@ def propagate(
     prompted frame). Prompted frames keep their prompted result. Every call re-propagates the
     whole range, so corrections added since the last call take effect everywhere.
     Gradients flow when enabled (training reuses this loop); predictors call it under no_grad.
+    In a one-shot session (`InferenceSession.one_shot`) per-frame state is dropped as soon as no
+    later step can read it (`medsam2.engine.retention`); the masks are the same.
     """
     passes = _passes(session, direction, start)
     _begin(model, session)
+    plan = [(frame, reverse) for reverse, order in passes for frame in order]
+    schedules = _schedules(session, plan)
+    step = 0
     bar = None
     if progress:
         from tqdm import tqdm
@@ -307,6 +328,11 @@ def propagate(
                 obj.tracked[frame] = reverse
             if bar is not None:
                 bar.update(1)
-            yield frame_output(session, frame)
+            out = frame_output(session, frame)
+            if session.one_shot:
+                for obj in session.objects.values():
+                    release(obj, frame, schedules.get(obj.obj_id, {}).get(step, ()))
+            step += 1
+            yield out
     if bar is not None:
         bar.close()

@@ -43,7 +43,8 @@ class FramePrompt:
 
 @dataclass
 class FrameResult:
-    """What the engine keeps per object and frame.
+    """What the engine keeps per object and frame (in a one-shot session: per prompted frame,
+    and per tracked frame only until its output is made).
 
     low_res_logits (1, 1, 4h, 4w) float32; obj_ptr (1, C); scores stay on the device so that
     propagation needs no host read per frame; memory features are stored in
@@ -81,6 +82,7 @@ class ObjectState:
     results: dict[int, FrameResult] = field(default_factory=dict)
     tracked: dict[int, bool] = field(default_factory=dict)  # frame -> direction it was tracked in
     keys: KeyCache = field(default_factory=KeyCache)  # memory-attention keys of its memories (inference)
+    pruned: bool = False  # a one-shot propagation dropped results/memories a correction would read
 
     def prompted_frames(self) -> list[int]:
         return sorted(self.prompts)
@@ -163,6 +165,10 @@ class InferenceSession:
     memory_dtype: torch.dtype = torch.bfloat16  # SAM 2 stores memories in bf16; training uses float32
     keep_decoder_outputs: bool = False  # training: keep every candidate mask and IoU prediction
     speed: SpeedPlan = EXACT  # exact (float32) or fast (bf16 encoder and memory modules)
+    # one-shot (volumes, image sets): propagation drops each frame's result once it is output and
+    # each unprompted memory once no frame still to be decoded can read it, so memory stays flat in
+    # the number of frames; masks are unchanged, but frames cannot be corrected afterwards
+    one_shot: bool = False
 
     @property
     def num_frames(self) -> int:

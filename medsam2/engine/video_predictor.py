@@ -12,6 +12,7 @@ import torch
 from medsam2.engine.frames import ArrayFrames, FrameSource, ImageFolderFrames, ImageListFrames
 from medsam2.engine.memory import MemoryPolicy, make_policy
 from medsam2.engine.propagation import Direction, frame_output, prompt_frame, propagate
+from medsam2.engine.retention import check_correctable
 from medsam2.engine.session import FeatureCache, FrameOutput, FramePrompt, InferenceSession
 from medsam2.engine.speed import SpeedPlan, speed_plan
 from medsam2.errors import PromptError
@@ -68,7 +69,10 @@ class VideoPredictor:
     memory: "fifo" (SAM 2) or "self-sorting" (MedSAM-2); memory_options go to the policy
     (see docs/memory.md). cache_size bounds the number of encoded frames kept. speed: "exact"
     (default, SAM 2's float32 math) or "fast" (bf16 image encoder and memory modules where
-    the device supports it; see `medsam2.engine.speed`).
+    the device supports it; see `medsam2.engine.speed`). one_shot: propagate with memory flat in
+    the number of frames (each frame's result and memory dropped once no later frame can read
+    them; same masks), for jobs that never correct a frame afterwards (`segment_volume`); a
+    prompt on an already propagated frame of the same object is then refused.
     """
 
     def __init__(
@@ -78,9 +82,11 @@ class VideoPredictor:
         cache_size: int = 8,
         progress: bool = False,
         speed: str | SpeedPlan = "exact",
+        one_shot: bool = False,
         **memory_options: Any,
     ) -> None:
         self.model = model
+        self.one_shot = bool(one_shot)
         self.speed = speed_plan(speed, model.device)
         self.memory = memory
         self.memory_options = dict(memory_options)
@@ -113,6 +119,7 @@ class VideoPredictor:
             cache=FeatureCache(self.cache_size),
             device=self.model.device,
             speed=self.speed,
+            one_shot=self.one_shot,
         )
         return self.session
 
@@ -145,6 +152,7 @@ class VideoPredictor:
         frame = int(frame)
         h, w = s.source.frame_size(frame)
         obj = s.object(int(obj_id))
+        check_correctable(obj, frame)  # before the prompt is stored
         old = obj.prompts.get(frame)
         prompt = FramePrompt() if (old is None or clear or mask is not None or old.mask is not None) else old
         if mask is not None:

@@ -181,6 +181,18 @@ class MemoryPolicy(ABC):
                 by it).
         """
 
+    def reads(
+        self, frame_idx: int, reverse: bool = False, num_frames: int | None = None
+    ) -> frozenset[int] | None:
+        """Frames whose non-prompted entries :meth:`select` for ``frame_idx`` may read, whatever is stored.
+
+        The engine's one-shot propagation uses it to drop entries that no frame still to be
+        decoded can read (prompted entries are never dropped). ``None`` (the default) means
+        "any stored entry": nothing is dropped by position. An override must return a superset
+        of what ``select(frame_idx, reverse, num_frames=num_frames)`` can ever pick.
+        """
+        return None
+
     @abstractmethod
     def entries(self) -> list[MemoryEntry]:
         """Every stored entry, sorted by frame index (for inspection and tests)."""

@@ -162,13 +162,38 @@ class FifoPolicy(MemoryPolicy):
             return EMPTY_SELECTION
         selected, unselected = select_closest_cond(frame_idx, self._cond, self.max_cond_frames)
         memories = [SelectedMemory(e, 0) for e in selected.values()]
-        for tpos in range(1, self.num_maskmem):
-            t = self.memory_frame(frame_idx, self.num_maskmem - tpos, reverse)
+        for tpos, t in self._memory_slots(frame_idx, reverse):
             entry = self._non_cond.get(t, unselected.get(t))
             if entry is not None:
                 memories.append(SelectedMemory(entry, tpos))
         pointers = self._pointers(frame_idx, reverse, num_frames, selected, unselected)
         return MemorySelection(tuple(memories), tuple(pointers))
+
+    def reads(self, frame_idx: int, reverse: bool = False, num_frames: int | None = None) -> frozenset[int]:
+        """The frames :meth:`select` looks up besides the conditioning entries: its memory slots
+        and its pointer window (the same helpers ``select`` uses)."""
+        if self.num_maskmem == 0:
+            return frozenset()
+        slots = (t for _, t in self._memory_slots(frame_idx, reverse))
+        return frozenset((*slots, *(t for _, t in self._pointer_slots(frame_idx, reverse, num_frames))))
+
+    def _memory_slots(self, frame_idx: int, reverse: bool) -> list[tuple[int, int]]:
+        """(tpos, frame) for ``tpos = 1 .. num_maskmem-1``: the frame SAM 2 reads for each slot."""
+        return [
+            (tpos, self.memory_frame(frame_idx, self.num_maskmem - tpos, reverse))
+            for tpos in range(1, self.num_maskmem)
+        ]
+
+    def _pointer_slots(self, frame_idx: int, reverse: bool, num_frames: int | None) -> list[tuple[int, int]]:
+        """(tdiff, frame) of the non-conditioning pointer window, stopping at the sequence's ends."""
+        window = self.max_obj_ptrs if num_frames is None else min(num_frames, self.max_obj_ptrs)
+        slots = []
+        for tdiff in range(1, window):
+            t = frame_idx + tdiff if reverse else frame_idx - tdiff
+            if t < 0 or (num_frames is not None and t >= num_frames):
+                break
+            slots.append((tdiff, t))
+        return slots
 
     def _pointers(
         self,
@@ -185,11 +210,7 @@ class FifoPolicy(MemoryPolicy):
                 continue
             tdiff = (frame_idx - t) * sign if self.use_signed_tpos else abs(frame_idx - t)
             pointers.append(SelectedPointer(entry, tdiff))
-        window = self.max_obj_ptrs if num_frames is None else min(num_frames, self.max_obj_ptrs)
-        for tdiff in range(1, window):
-            t = frame_idx + tdiff if reverse else frame_idx - tdiff
-            if t < 0 or (num_frames is not None and t >= num_frames):
-                break
+        for tdiff, t in self._pointer_slots(frame_idx, reverse, num_frames):
             found = self._non_cond.get(t, unselected.get(t))
             if found is not None:
                 pointers.append(SelectedPointer(found, tdiff))
