@@ -7,6 +7,10 @@ RSS (``ru_maxrss``) is that run's alone. Printed per N: seconds per slice (wall 
 process CPU time), peak RSS, the RSS before propagation (model, volume and its normalised
 frames), the growth over it (preprocessing included), and, separately, the RSS when propagation
 starts and the peak growth while it runs (the kernel's peak count is reset at that point).
+Two more figures separate what the engine keeps from what the allocator keeps: "kept MB", the
+tensor bytes the session still holds when propagation ends (results, memory entries, key and
+feature caches), and "trimmed MB", the RSS growth over propagation start once glibc's
+``malloc_trim(0)`` has returned the heap's free pages (the label volume's pages included).
 Time should grow linearly with N; the propagation's growth should not grow with N.
 
     python benchmarks/volume.py [--slices 64 150 300] [--size 512] [--image-size 512]
@@ -16,6 +20,7 @@ Time should grow linearly with N; the propagation's growth should not grow with 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import resource
@@ -48,8 +53,40 @@ def _reset_peak() -> None:
         f.write("5")
 
 
+def _trimmed_rss_mb() -> float:
+    """RSS in MB after glibc's ``malloc_trim(0)`` hands free heap pages back (NaN without glibc)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return float("nan")
+    return _rss_mb()
+
+
+def _kept_mb(session: Any) -> float:
+    """Tensor bytes (MB) the session holds: results, memory entries, memory keys, encoded frames.
+
+    Each storage is counted once (an object pointer is shared by a result and its entry)."""
+    storages: dict[int, int] = {}
+
+    def add(*tensors: Any) -> None:
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+
+    for obj in session.objects.values():
+        for r in obj.results.values():
+            add(r.low_res_logits, r.obj_ptr, r.score_logit, r.iou_pred)
+        for e in obj.policy.entries():
+            add(e.features, e.pos_enc, e.obj_ptr, e.iou, e.object_score, e.image_embed)
+    for f in session.cache._items.values():
+        add(f.vision, f.pos, *(f.high_res or ()))
+    keys = sum(obj.keys.nbytes for obj in session.objects.values())
+    return (sum(storages.values()) + keys) / 2**20
+
+
 def _watch_propagation(marks: dict[str, float]) -> None:
-    """Record RSS when propagation starts and its peak while it runs (preprocessing excluded)."""
+    """Record RSS when propagation starts, its peak while it runs (preprocessing excluded), and
+    at its end what the session keeps and the RSS once the allocator's free pages are trimmed."""
     from medsam2.engine.video_predictor import VideoPredictor
 
     original = VideoPredictor.propagate
@@ -59,6 +96,8 @@ def _watch_propagation(marks: dict[str, float]) -> None:
         _reset_peak()
         yield from original(self, *args, **kwargs)
         marks["peak_mb"] = _peak_mb()
+        marks["kept_mb"] = _kept_mb(self.session)
+        marks["trimmed_mb"] = _trimmed_rss_mb() - marks["start_mb"]
 
     VideoPredictor.propagate = propagate  # type: ignore[method-assign]
 
@@ -112,6 +151,8 @@ def run_one(slices: int, size: int, image_size: int, memory: str) -> dict[str, f
         "growth_mb": peak - before,
         "propagation_start_mb": marks["start_mb"],
         "propagation_growth_mb": marks["peak_mb"] - marks["start_mb"],
+        "kept_mb": marks["kept_mb"],
+        "trimmed_mb": marks["trimmed_mb"],
         "volume_mb": volume.array.nbytes / 2**20,
         "voxels": int((seg.labels > 0).sum()),
     }
@@ -136,7 +177,7 @@ def main() -> None:
     )
     print(
         f"{'slices':>6} {'s/slice':>8} {'cpu s/slice':>11} {'peak RSS MB':>11} {'before MB':>9} {'growth MB':>9}"
-        f" {'prop. start MB':>14} {'prop. growth MB':>15}"
+        f" {'prop. start MB':>14} {'prop. growth MB':>15} {'kept MB':>7} {'trimmed MB':>10}"
     )
     for n in args.slices:
         cmd = [sys.executable, __file__, "--child", str(n), "--size", str(args.size)]
@@ -147,7 +188,8 @@ def main() -> None:
         print(
             f"{n:>6} {r['s_per_slice']:>8.3f} {r['cpu_s_per_slice']:>11.3f} {r['peak_rss_mb']:>11.0f}"
             f" {r['rss_before_mb']:>9.0f} {r['growth_mb']:>9.0f}"
-            f" {r['propagation_start_mb']:>14.0f} {r['propagation_growth_mb']:>15.0f}",
+            f" {r['propagation_start_mb']:>14.0f} {r['propagation_growth_mb']:>15.0f}"
+            f" {r['kept_mb']:>7.1f} {r['trimmed_mb']:>10.1f}",
             flush=True,
         )
 
