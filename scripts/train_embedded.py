@@ -1,6 +1,6 @@
 """Reproduce the embedded models: datasets -> five `medsam2 train` stages -> assets.
 
-    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|4|3b|all] [--resume]
+    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|4|3b|micro|all] [--resume]
 
 Stage 1 (``configs/embedded_nano.json``): `nano` from scratch on 40 CT phantoms (seeds 0-39),
 6-slice clips with a box on every 3rd slice: the model learns to segment around a box.
@@ -34,6 +34,10 @@ with distractors + the visibility-checked synthetic mix, boxes on every 2nd slic
 basic-shapes study but lowered phantoms and real One-Prompt sets, and
 ``configs/embedded_nano_boxskill.json`` (stage "4c": the same data as one-frame box episodes)
 raised it with phantoms unchanged but lost the fundus One-Prompt set; docs/embedded_model.md.
+Stage ``micro`` (``configs/embedded_micro.json``, not part of ``all``, not shipped yet): the wider
+``micro`` preset from scratch on generated volumes, basic shapes and the CT/T1/T2 phantoms, box
+episodes mixed with propagation clips; 16000 steps, several CPU hours: run it over several
+sessions with ``--stage micro --resume``.
 """
 
 from __future__ import annotations
@@ -61,7 +65,10 @@ STAGES = {
     "4": ("embedded_nano_synth.json", (), "embedded_nano_synth", "3"),  # data: the config's synth:...
     # a branch from stage 3: its phantoms plus generated volumes, prompt encoder frozen
     "3b": ("embedded_nano_joint.json", (902, 903, 904), "embedded_nano_joint", "3"),
+    # the wider preset from scratch (its config names the preset); hours long, so not in "all"
+    "micro": ("embedded_micro.json", (902, 903, 904), "embedded_micro", None),
 }
+LONG = {"micro"}  # stages that "all" leaves out
 # stage -> the embedded model its final weights become (medsam2/assets/{name}.safetensors + .json)
 SHIPPED = {"3b": "nano", "4": "nano_synth"}
 
@@ -140,7 +147,7 @@ def main() -> None:
     ap.add_argument("--stage", choices=(*STAGES, "all"), default="all")
     ap.add_argument("--resume", action="store_true", help="continue the stage's interrupted run")
     args = ap.parse_args()
-    stages = list(STAGES) if args.stage == "all" else [args.stage]
+    stages = [s for s in STAGES if s not in LONG] if args.stage == "all" else [args.stage]
     assets = ROOT / "medsam2" / "assets"
     assets.mkdir(exist_ok=True)
     for stage in stages:
