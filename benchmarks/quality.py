@@ -48,7 +48,8 @@ from medsam2.evaluation.baselines import BASELINES_3D
 from medsam2.model.sam2_model import Sam2Model
 
 STUDIES = ("shapes", "ct", "mr", "mni", "liver", "oneprompt", "oneprompt-gen")
-REPORT = STUDIES[:-1]  # the default: oneprompt-gen is for choosing checkpoints
+# the default report; oneprompt-gen (the generated twins) is for choosing checkpoints
+REPORT = tuple(s for s in STUDIES if s != "oneprompt-gen")
 MEASURES = (("dice", "3D"), ("prompted", "prompted slice"), ("propagated", "propagated"))
 
 
