@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from medsam2.engine.memory import MemoryEntry
-from medsam2.engine.retention import check_correctable, expiry_schedule, release
+from medsam2.engine.retention import expiry_schedule, release
 from medsam2.engine.session import FrameOutput, FramePrompt, FrameResult, InferenceSession, ObjectState
 from medsam2.errors import PromptError
 from medsam2.model.memory_kv import MemoryKeys
@@ -188,7 +188,6 @@ def prompt_frame(model: Sam2Model, session: InferenceSession, obj_id: int, frame
     prompt = obj.prompts.get(frame)
     if prompt is None:
         raise PromptError(f"object {obj_id}: no prompt on frame {frame}")
-    check_correctable(obj, frame)
     feats = frame_features(model, session, frame)
     is_init = frame not in obj.tracked
     reverse = obj.tracked.get(frame, False)

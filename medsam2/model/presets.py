@@ -7,6 +7,8 @@ and the `no_obj_embed_spatial` embedding.
 
 from __future__ import annotations
 
+import dataclasses
+
 from medsam2.config import HieraConfig, ModelConfig
 from medsam2.errors import ConfigError
 
@@ -100,22 +102,13 @@ def _nano() -> ModelConfig:
 def _micro() -> ModelConfig:
     """``nano`` twice as wide, one more block in stage 3 (~4M parameters, 16 MB of float32): the
     largest embedded size the project allows (20 MB), for models that must do more than ``nano``."""
-    trunk = HieraConfig(
-        embed_dim=32,
-        num_heads=1,
-        stages=(1, 2, 4, 1),
-        global_att_blocks=(4, 6),
-        window_spec=(8, 4, 8, 4),
-        window_pos_embed_bkg_spatial_size=(7, 7),
-    )
-    return ModelConfig(
+    nano = _nano()
+    trunk = dataclasses.replace(nano.trunk, embed_dim=32, stages=(1, 2, 4, 1), global_att_blocks=(4, 6))
+    return nano.replace(
         name="micro",
-        image_size=256,
         trunk=trunk,
         d_model=128,
         mem_dim=64,
-        mask_in_chans=8,
-        decoder_heads=4,
         decoder_mlp_dim=512,
         iou_head_hidden_dim=128,
         mem_attn_ffn_dim=512,
