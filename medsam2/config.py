@@ -111,6 +111,10 @@ class ModelConfig:
     soft_no_obj_ptr: bool = False
     use_mlp_for_obj_ptr_proj: bool = True
     binarize_mask_from_pts_for_mem_enc: bool = True
+    # Not in SAM 2: a box prompt is also given to the decoder as a dense mask (+/-BOX_MASK_LOGIT
+    # inside/outside the box) on a frame without an earlier output. Only models trained with it
+    # (an embedded model may be) set it; SAM 2 checkpoints never do.
+    box_mask_prompt: bool = False
 
     def replace(self, **changes: Any) -> ModelConfig:
         """Return a copy with `changes` applied (e.g. ``cfg.replace(image_size=512)``)."""

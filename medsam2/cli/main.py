@@ -56,6 +56,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"version:     {cfg.version}")
     print(f"image size:  {cfg.image_size} ({_size_reason(str(args.checkpoint), cfg.name, args.image_size)})")
     print(f"parameters:  {det.num_params:,}")
+    if cfg.box_mask_prompt:
+        print("box prompt:  corners + dense box mask (trained with box_mask_prompt; not SAM 2's)")
     print(f"file dtype:  {det.dtype} (loaded as float32)")
     print("load:        ok (strict: every key and shape matched)")
     return 0

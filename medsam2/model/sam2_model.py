@@ -26,6 +26,7 @@ from medsam2.model.memory_kv import MemoryKeys, assemble_memory, project_memory
 __all__ = ["Sam2Model", "FrameFeatures", "DecoderOutput", "MemoryInput", "PointerInput", "NO_OBJ_SCORE"]
 
 NO_OBJ_SCORE = -1024.0  # logit given to every pixel of a frame where the object is judged absent
+BOX_MASK_LOGIT = 10.0  # |logit| of the dense box prompt of models with `box_mask_prompt`
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,20 @@ def sine_1d(positions: Tensor, dim: int, temperature: float = 10000.0) -> Tensor
     freq = temperature ** (2 * torch.div(k, 2, rounding_mode="floor") / half)
     ang = positions.float()[:, None] / freq
     return torch.cat((ang.sin(), ang.cos()), dim=-1)
+
+
+def box_mask_logits(corners: Tensor, image_size: int) -> Tensor:
+    """Dense prompt of a box: corners (B, 2, 2) in model pixels ((x0, y0), (x1, y1)) ->
+    (B, 1, S/4, S/4) logits, +BOX_MASK_LOGIT where a low-res pixel's centre lies in the box and
+    -BOX_MASK_LOGIT elsewhere (S = image_size, the prompt encoder's mask-input size)."""
+    side = image_size // 4
+    centres = (torch.arange(side, device=corners.device, dtype=torch.float32) + 0.5) * (image_size / side)
+    lo = torch.minimum(corners[:, 0], corners[:, 1]).float()  # (B, 2) x, y
+    hi = torch.maximum(corners[:, 0], corners[:, 1]).float()
+    in_x = (centres[None] >= lo[:, 0:1]) & (centres[None] <= hi[:, 0:1])  # (B, side)
+    in_y = (centres[None] >= lo[:, 1:2]) & (centres[None] <= hi[:, 1:2])
+    inside = in_y[:, :, None] & in_x[:, None, :]
+    return torch.where(inside, BOX_MASK_LOGIT, -BOX_MASK_LOGIT)[:, None]
 
 
 class Sam2Model(nn.Module):

@@ -37,6 +37,7 @@ class TrainConfig:
     init: str | None = None  # checkpoint accepted by load_model
     preset: str | None = None  # or a preset trained from scratch
     image_size: int | None = None  # None: the checkpoint's / preset's
+    box_mask_prompt: bool | None = None  # give boxes to the decoder as a dense mask too; None: the model's
     recipe: str = "3d"
     steps: int = 1000
     batch_size: int = 1  # episodes per optimiser step, over all processes

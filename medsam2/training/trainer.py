@@ -95,6 +95,8 @@ def build_model(cfg: TrainConfig, device: torch.device, checkpoint: Checkpoint |
             "training option 'init': give a checkpoint to start from (--init) or a preset to train "
             "from scratch (--preset)"
         )
+    if checkpoint is None and cfg.box_mask_prompt is not None:
+        model.config = model.config.replace(box_mask_prompt=cfg.box_mask_prompt)
     return model.to(device).train()
 
 
