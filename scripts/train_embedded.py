@@ -1,6 +1,6 @@
-"""Reproduce the embedded models: datasets -> five `medsam2 train` stages -> assets.
+"""Reproduce the embedded models: datasets -> `medsam2 train` stages -> assets.
 
-    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|4|3b|micro|all] [--resume]
+    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|4|3b|6|micro|all] [--resume]
 
 Stage 1 (``configs/embedded_nano.json``): `nano` from scratch on 40 CT phantoms (seeds 0-39),
 6-slice clips with a box on every 3rd slice: the model learns to segment around a box.
@@ -34,6 +34,10 @@ with distractors + the visibility-checked synthetic mix, boxes on every 2nd slic
 basic-shapes study but lowered phantoms and real One-Prompt sets, and
 ``configs/embedded_nano_boxskill.json`` (stage "4c": the same data as one-frame box episodes)
 raised it with phantoms unchanged but lost the fundus One-Prompt set; docs/embedded_model.md.
+Stage 6 (``configs/embedded_nano_boxmask.json``): from stage 4's final weights, with
+``box_mask_prompt`` (a box reaches the decoder as a dense mask as well as two corners), on basic
+shapes with distractors and stage 4's generated volumes (targets with visible edges only); half
+the episodes one boxed (or clicked) slice, half stage 4's 6-slice clips; 3000 steps.
 Stage ``micro`` (``configs/embedded_micro.json``, not part of ``all``, not shipped yet): the wider
 ``micro`` preset from scratch on generated volumes, basic shapes and the CT/T1/T2 phantoms, box
 episodes mixed with propagation clips; 16000 steps, several CPU hours: run it over several
@@ -65,6 +69,8 @@ STAGES = {
     "4": ("embedded_nano_synth.json", (), "embedded_nano_synth", "3"),  # data: the config's synth:...
     # a branch from stage 3: its phantoms plus generated volumes, prompt encoder frozen
     "3b": ("embedded_nano_joint.json", (902, 903, 904), "embedded_nano_joint", "3"),
+    # stage 4 fine-tuned with boxes given as a dense mask too (box_mask_prompt): the box skill
+    "6": ("embedded_nano_boxmask.json", (), "embedded_nano_boxmask", "4"),  # data: shapes + synth
     # the wider preset from scratch (its config names the preset); hours long, so not in "all"
     "micro": ("embedded_micro.json", (902, 903, 904), "embedded_micro", None),
 }

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from medsam2 import ImagePredictor, VideoPredictor
+from medsam2.errors import ConfigError
 from medsam2.model.checkpoint import load_model, save_model
 from medsam2.model.presets import get_preset
 from medsam2.model.sam2_model import BOX_MASK_LOGIT, Sam2Model, box_mask_logits
@@ -116,13 +117,29 @@ def test_image_predictor_box_equals_explicit_dense_box() -> None:
     assert not np.allclose(got.logits, plain.predict(box=box, multimask=False).logits, atol=1e-3)
 
 
-def test_training_sets_the_flag_and_checkpoints_keep_it(tmp_path: Path) -> None:
-    cfg = TrainConfig(data="d", out="o", preset="tiny", box_mask_prompt=True)
+def test_training_sets_model_options_and_checkpoints_keep_them(tmp_path: Path) -> None:
+    options = {"box_mask_prompt": True, "dynamic_multimask_via_stability": False}
+    cfg = TrainConfig(data="d", out="o", preset="tiny", model_options=options)
     model = build_model(cfg, torch.device("cpu"))
-    assert model.config.box_mask_prompt
-    assert not build_model(cfg.replace(box_mask_prompt=None), torch.device("cpu")).config.box_mask_prompt
-    path = save_model(model, tmp_path / "m.safetensors")
-    assert load_model(path).config.box_mask_prompt
+    assert model.config.box_mask_prompt and not model.config.dynamic_multimask_via_stability
+    assert not model.sam_mask_decoder.dynamic_multimask_via_stability  # the module reads the config
+    plain = build_model(cfg.replace(model_options={}), torch.device("cpu")).config
+    assert not plain.box_mask_prompt and plain.dynamic_multimask_via_stability
+    loaded = load_model(save_model(model, tmp_path / "m.safetensors")).config
+    assert loaded.box_mask_prompt and not loaded.dynamic_multimask_via_stability
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"image_size": 128}, "unknown flag 'image_size'"),
+        ({"box_mask_prompt": "yes"}, "box_mask_prompt must be true or false"),
+        (["box_mask_prompt"], "must be an object"),
+    ],
+)
+def test_bad_model_options_are_refused(options: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(data="d", out="o", preset="tiny", model_options=options)
 
 
 def test_info_says_how_boxes_are_given(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -216,3 +216,12 @@ def test_gradient_checkpointing_gives_the_same_gradients(dataset: Path) -> None:
         loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parent.parent / "configs").glob("*.json")), ids=lambda p: p.name
+)
+def test_committed_training_configs_are_valid(path: Path) -> None:
+    """Every config that scripts/ and docs/ point at loads and passes validation."""
+    cfg = TrainConfig.from_json(path)
+    assert cfg.steps > 0 and (cfg.init is None) != (cfg.preset is None)

@@ -16,7 +16,11 @@ from typing import Any
 
 from medsam2.errors import ConfigError
 
-__all__ = ["TrainConfig", "MODULE_GROUPS", "RECIPES", "AXES"]
+__all__ = ["TrainConfig", "MODULE_GROUPS", "RECIPES", "AXES", "MODEL_OPTIONS"]
+
+# ModelConfig flags a run may set on the model it starts from (saved with its checkpoints): they
+# change how prompts reach the decoder, never a parameter's shape.
+MODEL_OPTIONS = ("box_mask_prompt", "dynamic_multimask_via_stability")
 
 RECIPES = ("3d", "2d-one-prompt")
 AXES = ("axial", "coronal", "sagittal", "random")
@@ -37,7 +41,7 @@ class TrainConfig:
     init: str | None = None  # checkpoint accepted by load_model
     preset: str | None = None  # or a preset trained from scratch
     image_size: int | None = None  # None: the checkpoint's / preset's
-    box_mask_prompt: bool | None = None  # give boxes to the decoder as a dense mask too; None: the model's
+    model_options: dict[str, Any] = field(default_factory=dict)  # MODEL_OPTIONS set on init/preset
     recipe: str = "3d"
     steps: int = 1000
     batch_size: int = 1  # episodes per optimiser step, over all processes
@@ -266,6 +270,13 @@ def _check_choices(cfg: TrainConfig) -> None:
         )
     if not isinstance(cfg.memory_options, dict):
         raise _fail("memory_options", "must be an object of policy options", cfg.memory_options)
+    if not isinstance(cfg.model_options, dict):
+        raise _fail("model_options", "must be an object of model flags", cfg.model_options)
+    for key, value in cfg.model_options.items():
+        if key not in MODEL_OPTIONS:
+            raise _fail("model_options", f"unknown flag {key!r}; choose from {', '.join(MODEL_OPTIONS)}", key)
+        if not isinstance(value, bool):
+            raise _fail("model_options", f"{key} must be true or false", value)
     if cfg.init is not None and cfg.preset is not None:
         raise _fail("init", "give either init (a checkpoint) or preset (from scratch), not both", cfg.init)
 

@@ -95,8 +95,10 @@ def build_model(cfg: TrainConfig, device: torch.device, checkpoint: Checkpoint |
             "training option 'init': give a checkpoint to start from (--init) or a preset to train "
             "from scratch (--preset)"
         )
-    if checkpoint is None and cfg.box_mask_prompt is not None:
-        model.config = model.config.replace(box_mask_prompt=cfg.box_mask_prompt)
+    if checkpoint is None and cfg.model_options:  # a resumed run's checkpoint already has them
+        rebuilt = Sam2Model(model.config.replace(**cfg.model_options))  # modules read flags when built
+        rebuilt.load_state_dict(model.state_dict())
+        model = rebuilt
     return model.to(device).train()
 
 
