@@ -76,7 +76,7 @@ STAGES = {
 }
 LONG = {"micro"}  # stages that "all" leaves out
 # stage -> the embedded model its final weights become (medsam2/assets/{name}.safetensors + .json)
-SHIPPED = {"3b": "nano", "4": "nano_synth"}
+SHIPPED = {"3b": "nano", "4": "nano_synth", "6": "nano_box"}
 
 
 def _dataset(data: Path, dataset_id: int) -> Path:

@@ -1,4 +1,4 @@
-"""The shipped models: both load, and `--checkpoint embedded:NAME` chooses between them."""
+"""The shipped models: all load, and `--checkpoint embedded:NAME` chooses between them."""
 
 from __future__ import annotations
 
@@ -31,6 +31,35 @@ def test_the_default_is_nano_synth_and_unknown_names_are_refused() -> None:
     opts = dataclasses.replace(BASE, checkpoint=Path("embedded:nano-xl"))
     with pytest.raises(
         InputError,
-        match=r"embedded:nano-xl: no such embedded model \(installed: embedded:nano, embedded:nano-synth\)",
+        match=r"embedded:nano-xl: no such embedded model \(installed: embedded:nano, embedded:nano-synth, "
+        r"embedded:nano-box\)",
     ):
         resolve_checkpoint(opts)
+
+
+def test_nano_box_answers_the_box_on_generated_shapes() -> None:
+    """A floor that guards the shipped weights: one box on the largest slice of 12 generated
+    shapes (seed 6000, the validation seed, with distractors), 2D Dice of the box's mask.
+    nano-box scores 0.8 where nano-synth scores 0.05 (docs/embedded_model.md, stage 6)."""
+    import numpy as np
+
+    from medsam2 import ImagePredictor, load_model
+    from medsam2.data.synth.shapes import shape_case
+
+    path = checkpoint_path("nano-box")
+    assert path is not None
+    model = load_model(path)
+    assert model.config.box_mask_prompt and not model.config.dynamic_multimask_via_stability
+    predictor = ImagePredictor(model)
+    dices = []
+    for index in range(12):
+        case = shape_case(6000, index)
+        k = int(case.truth.sum((0, 1)).argmax())
+        truth, image = case.truth[:, :, k].T, case.volume.array[:, :, k].T  # (row, column)
+        lo, hi = np.percentile(image, [0.5, 99.5])
+        predictor.set_image(np.clip((image - lo) / (hi - lo), 0, 1).astype(np.float32))
+        rows, cols = np.nonzero(truth)
+        box = np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], np.float32)
+        mask = predictor.predict(box=box, multimask=False).masks[0]
+        dices.append(2 * (mask & truth).sum() / (mask.sum() + truth.sum()))
+    assert float(np.mean(dices)) >= 0.6, dices

@@ -67,8 +67,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_memory: str
         "--checkpoint",
         metavar="FILE",
         help="model weights: Meta's SAM 2/2.1 .pt, MedSAM-2 .pth, bowang-lab MedSAM2 .pt or a medsam2 "
-        ".safetensors, or embedded:NAME for a shipped model (embedded:nano, the default, or embedded:nano-synth, "
-        "better on real images; docs/embedded_model.md)",
+        ".safetensors, or embedded:NAME for a shipped model (embedded:nano-synth, the default; embedded:nano, "
+        "trained on phantoms; embedded:nano-box, best on the boxed slice; docs/embedded_model.md)",
     )
     g.add_argument(
         "--preset",

@@ -8,6 +8,10 @@
 * ``nano``: phantoms, then CT/MR phantoms and the MNI152 template (stages 1-3), then phantoms with
   generated volumes (stage 3b); strong on the phantoms' organs, near 0 on real MRI. Chosen with
   ``--checkpoint embedded:nano`` (and by ``medsam2 demo --sample phantom``).
+* ``nano-box``: ``nano-synth`` fine-tuned to answer the box (stage 6): trained with
+  ``box_mask_prompt`` (a box reaches the decoder as a dense mask as well as two corners), it
+  segments the boxed object on the prompted slice far better than the others; what it
+  propagates, and One-Prompt sets, are no better (docs/embedded_model.md, stage 6).
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ from pathlib import Path
 
 __all__ = ["checkpoint_path", "EMBEDDED_NAME", "EMBEDDED_MODELS", "DEFAULT_EMBEDDED"]
 
-EMBEDDED_MODELS = {"nano": "nano.safetensors", "nano-synth": "nano_synth.safetensors"}
+EMBEDDED_MODELS = {
+    "nano": "nano.safetensors",
+    "nano-synth": "nano_synth.safetensors",
+    "nano-box": "nano_box.safetensors",
+}
 DEFAULT_EMBEDDED = "nano-synth"
 EMBEDDED_NAME = EMBEDDED_MODELS[DEFAULT_EMBEDDED]
 
