@@ -31,7 +31,9 @@ from medsam2.training.trainer import build_model
         (((8.0, 16.0), (24.0, 40.0)), (4, 10), (2, 6)),
         (((24.0, 40.0), (8.0, 16.0)), (4, 10), (2, 6)),  # corners in either order
         (((0.0, 0.0), (64.0, 64.0)), (0, 16), (0, 16)),  # the whole image
-        (((31.0, 31.0), (33.0, 33.0)), (0, 0), (0, 0)),  # between two centres: nothing inside
+        # no centre inside: the pixels the box overlaps ([28, 32) and [32, 36)), never nothing
+        (((31.0, 31.0), (33.0, 33.0)), (7, 9), (7, 9)),
+        (((30.0, 5.0), (30.0, 5.0)), (1, 2), (7, 8)),  # a point-sized box: the pixel holding it
     ],
 )
 def test_box_mask_logits_marks_pixels_whose_centre_is_inside(
