@@ -11,7 +11,7 @@ from torch import Tensor
 
 from medsam2.engine.frames import unit_float
 from medsam2.errors import InputError, PromptError
-from medsam2.model.sam2_model import FrameFeatures, Sam2Model, box_mask_logits
+from medsam2.model.sam2_model import FrameFeatures, Sam2Model
 from medsam2.preprocessing.resize import IMAGENET_MEAN, IMAGENET_STD, to_model_frames
 
 __all__ = ["ImagePredictor", "ImagePrediction", "image_to_tensor", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -117,9 +117,8 @@ class ImagePredictor:
             dense = torch.as_tensor(np.asarray(mask_input), dtype=torch.float32).to(self.model.device)
             dense = dense.reshape(1, 1, *dense.shape[-2:])
         m = self.model
-        if dense is None and box is not None and m.config.box_mask_prompt:
-            assert prompt is not None  # a box makes points: its corners come first
-            dense = box_mask_logits(prompt[0][:, :2], m.image_size)
+        if dense is None:
+            dense = m.box_dense_prompt(prompt)
         if prompt is None:
             prompt = (self._embed.new_zeros(1, 1, 2), -torch.ones(1, 1, dtype=torch.int32, device=m.device))
         sparse, dense_emb = m.sam_prompt_encoder(points=prompt, boxes=None, masks=dense)

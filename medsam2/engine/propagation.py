@@ -21,14 +21,7 @@ from medsam2.engine.retention import expiry_schedule, release
 from medsam2.engine.session import FrameOutput, FramePrompt, FrameResult, InferenceSession, ObjectState
 from medsam2.errors import PromptError
 from medsam2.model.memory_kv import MemoryKeys
-from medsam2.model.sam2_model import (
-    DecoderOutput,
-    FrameFeatures,
-    MemoryInput,
-    PointerInput,
-    Sam2Model,
-    box_mask_logits,
-)
+from medsam2.model.sam2_model import DecoderOutput, FrameFeatures, MemoryInput, PointerInput, Sam2Model
 
 __all__ = ["Direction", "frame_features", "prompt_frame", "track_frame", "propagate", "frame_output"]
 
@@ -211,9 +204,8 @@ def prompt_frame(model: Sam2Model, session: InferenceSession, obj_id: int, frame
         prev_logits = (
             None if prev is None else torch.clamp(prev.low_res_logits.to(session.device), -32.0, 32.0)
         )
-        if prev_logits is None and prompt.box is not None and model.config.box_mask_prompt:
-            assert points is not None  # a box makes points: its corners come first
-            prev_logits = box_mask_logits(points[0][:, :2], session.image_size)
+        if prev_logits is None:  # a first answer on this frame: models trained for it get the box densely
+            prev_logits = model.box_dense_prompt(points)
         multimask = model.use_multimask(is_init, prompt.num_points)
         out = model.decode(pix, feats.high_res, points, prev_logits, multimask)
     return _store(model, session, obj, frame, feats, out, prompted=True, reverse=reverse, binarize=True)

@@ -174,6 +174,19 @@ class Sam2Model(nn.Module):
         return FrameFeatures(out.vision_features, out.vision_pos_enc[-1], high_res)
 
     # ------------------------------------------------------------------ SAM heads
+    def box_dense_prompt(self, points: tuple[Tensor, Tensor] | None) -> Tensor | None:
+        """The dense prompt a model with ``box_mask_prompt`` gets for a box among ``points``
+        (coords (1, N, 2) in model pixels, labels (1, N) with the corners labelled 2 and 3):
+        (1, 1, S/4, S/4) logits from :func:`box_mask_logits`; None for other models or no box."""
+        if not self.config.box_mask_prompt or points is None:
+            return None
+        coords, labels = points
+        first, second = (labels[0] == 2).nonzero(), (labels[0] == 3).nonzero()
+        if not len(first) or not len(second):
+            return None
+        corners = torch.stack([coords[0, first[0, 0]], coords[0, second[0, 0]]])[None]
+        return box_mask_logits(corners, self.image_size)
+
     def decode(
         self,
         pix_feat: Tensor,
