@@ -115,11 +115,6 @@ class ModelConfig:
     # inside/outside the box) on a frame without an earlier output. Only models trained with it
     # (an embedded model may be) set it; SAM 2 checkpoints never do.
     box_mask_prompt: bool = False
-    # Guide each tracked frame with its neighbour's mask: a frame propagated to from the slice
-    # before it (in the pass's direction) gets that slice's mask as a dense prompt (+-10), next
-    # to the memory. Only where frames are neighbours (volumes, videos), never across an image
-    # set. Only models trained with it set it; SAM 2 checkpoints never do.
-    track_mask_prompt: bool = False
 
     def replace(self, **changes: Any) -> ModelConfig:
         """Return a copy with `changes` applied (e.g. ``cfg.replace(image_size=512)``)."""

@@ -58,10 +58,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"parameters:  {det.num_params:,}")
     if cfg.box_mask_prompt:
         print("box prompt:  corners + dense box mask (trained with box_mask_prompt; not SAM 2's)")
-    if cfg.track_mask_prompt:
-        print(
-            "tracking:    memory + the previous slice's mask as a dense prompt (trained with track_mask_prompt; not SAM 2's)"
-        )
     print(f"file dtype:  {det.dtype} (loaded as float32)")
     print("load:        ok (strict: every key and shape matched)")
     return 0

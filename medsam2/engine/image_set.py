@@ -74,13 +74,7 @@ class ImageSetPredictor:
         if memory == "self-sorting":
             memory_options = {"temporal": "none", **memory_options}
         self._video = VideoPredictor(
-            model,
-            memory=memory,
-            progress=progress,
-            speed=speed,
-            one_shot=True,
-            continuous=False,  # unrelated images: no image's mask guides the next one
-            **memory_options,
+            model, memory=memory, progress=progress, speed=speed, one_shot=True, **memory_options
         )
         self.model = model
         self.source: FrameSource | None = None

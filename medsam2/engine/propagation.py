@@ -21,14 +21,7 @@ from medsam2.engine.retention import expiry_schedule, release
 from medsam2.engine.session import FrameOutput, FramePrompt, FrameResult, InferenceSession, ObjectState
 from medsam2.errors import PromptError
 from medsam2.model.memory_kv import MemoryKeys
-from medsam2.model.sam2_model import (
-    BOX_MASK_LOGIT,
-    DecoderOutput,
-    FrameFeatures,
-    MemoryInput,
-    PointerInput,
-    Sam2Model,
-)
+from medsam2.model.sam2_model import DecoderOutput, FrameFeatures, MemoryInput, PointerInput, Sam2Model
 
 __all__ = ["Direction", "frame_features", "prompt_frame", "track_frame", "propagate", "frame_output"]
 
@@ -218,34 +211,13 @@ def prompt_frame(model: Sam2Model, session: InferenceSession, obj_id: int, frame
     return _store(model, session, obj, frame, feats, out, prompted=True, reverse=reverse, binarize=True)
 
 
-def _remember(obj: ObjectState, frame: int, reverse: bool) -> None:
-    """Note ``frame``'s mask as the latest of the pass (kept past a one-shot release)."""
-    res = obj.results.get(frame)
-    obj.latest = None if res is None else (frame, reverse, res.low_res_logits.detach())
-
-
-def _neighbour_mask(
-    model: Sam2Model, session: InferenceSession, obj: ObjectState, frame: int, reverse: bool
-) -> Tensor | None:
-    """The dense prompt of a tracked frame for models with ``track_mask_prompt``: the mask of the
-    frame just before it in this pass, (1, 1, h, w) logits +-BOX_MASK_LOGIT; None for other
-    models, across image sets, or when that frame was not the last one decoded."""
-    if not model.config.track_mask_prompt or not session.continuous or obj.latest is None:
-        return None
-    last, last_reverse, logits = obj.latest
-    if last != frame + (1 if reverse else -1) or last_reverse != reverse:
-        return None
-    return torch.where(logits > 0, BOX_MASK_LOGIT, -BOX_MASK_LOGIT).to(logits.device)
-
-
 def track_frame(
     model: Sam2Model, session: InferenceSession, obj: ObjectState, frame: int, reverse: bool
 ) -> FrameResult:
     """Segment `obj` on an unprompted `frame` from its memories."""
     feats = frame_features(model, session, frame)
     pix = _memory_inputs(model, session, obj, frame, reverse, feats)
-    guide = _neighbour_mask(model, session, obj, frame, reverse)
-    out = model.decode(pix, feats.high_res, None, guide, model.use_multimask(False, 0))
+    out = model.decode(pix, feats.high_res, None, None, model.use_multimask(False, 0))
     return _store(model, session, obj, frame, feats, out, prompted=False, reverse=reverse, binarize=False)
 
 
@@ -297,7 +269,6 @@ def _begin(model: Sam2Model, session: InferenceSession) -> None:
     for obj in session.objects.values():
         obj.policy.reset()
         obj.keys.clear()
-        obj.latest = None
         kept = {f: r for f, r in obj.results.items() if f in obj.prompts and r.prompted}
         obj.results = kept
         for f in obj.prompted_frames():
@@ -349,20 +320,13 @@ def propagate(
         from tqdm import tqdm
 
         bar = tqdm(total=sum(len(r) for _, r in passes), desc="propagate", unit="frame")
-    guided = model.config.track_mask_prompt and session.continuous  # see _neighbour_mask
     for reverse, order in passes:
-        for obj in session.objects.values():  # the frame a pass starts next to, if decoded
-            obj.latest = None
-            if guided and len(order):
-                _remember(obj, order[0] + (1 if reverse else -1), reverse)
         for i, frame in enumerate(order):
             encode_ahead(model, session, order[i:])
             for obj in session.objects.values():
                 if frame not in obj.prompts:
                     track_frame(model, session, obj, frame, reverse)
                 obj.tracked[frame] = reverse
-                if guided:
-                    _remember(obj, frame, reverse)
             if bar is not None:
                 bar.update(1)
             out = frame_output(session, frame)

@@ -83,9 +83,6 @@ class ObjectState:
     tracked: dict[int, bool] = field(default_factory=dict)  # frame -> direction it was tracked in
     keys: KeyCache = field(default_factory=KeyCache)  # memory-attention keys of its memories (inference)
     pruned: bool = False  # a one-shot propagation dropped results/memories a correction would read
-    # models with track_mask_prompt: the pass's latest frame (frame, reverse, its low-res mask
-    # logits (1, 1, h, w), detached), which guides the next tracked frame
-    latest: tuple[int, bool, Tensor] | None = None
 
     def prompted_frames(self) -> list[int]:
         return sorted(self.prompts)
@@ -172,8 +169,6 @@ class InferenceSession:
     # each unprompted memory once no frame still to be decoded can read it, so memory stays flat in
     # the number of frames; masks are unchanged, but frames cannot be corrected afterwards
     one_shot: bool = False
-    # frames are neighbours (slices of a volume, video frames), not a set of unrelated images
-    continuous: bool = True
 
     @property
     def num_frames(self) -> int:

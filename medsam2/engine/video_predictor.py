@@ -72,9 +72,7 @@ class VideoPredictor:
     the device supports it; see `medsam2.engine.speed`). one_shot: propagate with memory flat in
     the number of frames (each frame's result and memory dropped once no later frame can read
     them; same masks), for jobs that never correct a frame afterwards (`segment_volume`); a
-    prompt on an already propagated frame of the same object is then refused. continuous: the
-    frames are neighbours (a volume's slices, a video); False for a set of unrelated images, so
-    that models with ``track_mask_prompt`` do not guide one image by another's mask.
+    prompt on an already propagated frame of the same object is then refused.
     """
 
     def __init__(
@@ -85,12 +83,10 @@ class VideoPredictor:
         progress: bool = False,
         speed: str | SpeedPlan = "exact",
         one_shot: bool = False,
-        continuous: bool = True,
         **memory_options: Any,
     ) -> None:
         self.model = model
         self.one_shot = bool(one_shot)
-        self.continuous = bool(continuous)
         self.speed = speed_plan(speed, model.device)
         self.memory = memory
         self.memory_options = dict(memory_options)
@@ -124,7 +120,6 @@ class VideoPredictor:
             device=self.model.device,
             speed=self.speed,
             one_shot=self.one_shot,
-            continuous=self.continuous,
         )
         return self.session
 

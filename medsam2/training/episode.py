@@ -45,7 +45,6 @@ def run_episode(model: Sam2Model, episode: Episode, device: torch.device) -> Inf
         device=device,
         memory_dtype=torch.float32,
         keep_decoder_outputs=True,
-        continuous=episode.continuous,
     )
     for obj_id, prompts in episode.prompts.items():
         session.object(obj_id).prompts.update(prompts)

@@ -89,7 +89,6 @@ class Episode:
     memory: str
     memory_options: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
-    continuous: bool = True  # frames are neighbouring slices (3d); False for 2D image streams
 
     @property
     def num_frames(self) -> int:
@@ -279,6 +278,4 @@ class EpisodeSampler:
         prompted = range(0, len(members), self.cfg.frame_prompt_freq)
         prompts = {cls: {f: self.prompts(masks[f], rng) for f in prompted}}
         info = {"cases": [m.name for m in members], "class": cls}
-        return Episode(
-            ImageStack(images), {cls: masks}, prompts, self.cfg.memory, info=info, continuous=False
-        )
+        return Episode(ImageStack(images), {cls: masks}, prompts, self.cfg.memory, info=info)
