@@ -22,7 +22,7 @@ from medsam2.training.config import TrainConfig
 from medsam2.training.episode import EpisodeModel
 from medsam2.training.losses import LossConfig, MultiMaskLoss, binary_iou
 from medsam2.training.optim import build_optimizer, enable_gradient_checkpointing, lr_factor, module_group
-from medsam2.training.recipes import STATIC_SHIFT, EpisodeSampler, static_clip
+from medsam2.training.recipes import EpisodeSampler
 from medsam2.training.synthetic import write_synthetic_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -201,50 +201,6 @@ def test_single_frame_episodes_are_one_prompted_slice_of_the_object(dataset: Pat
     assert lengths == {1, 5}
     with pytest.raises(ConfigError, match="'single_frame'"):
         TrainConfig(single_frame=-0.1)
-
-
-@pytest.mark.parametrize("channels", [(), (3,)])
-def test_static_clip_moves_image_and_labels_together(channels: tuple[int, ...]) -> None:
-    rng = np.random.default_rng(3)
-    image = np.zeros((40, 48, *channels), np.float32)
-    image[12:24, 15:30] = 1.0
-    labels = np.zeros((40, 48), np.int64)
-    labels[12:24, 15:30] = 4
-    frames, maps = static_clip(image, labels, 6, rng)
-    assert frames.shape == (6, *image.shape) and maps.shape == (6, 40, 48)
-    assert np.array_equal(frames[0], image) and np.array_equal(maps[0], labels)
-    corners = []
-    for f, m in zip(frames, maps, strict=True):
-        assert (m == 4).sum() == 180  # the object moves whole (it stays clear of the borders)
-        y, x = np.argwhere(m == 4).min(axis=0)
-        corners.append((int(y), int(x)))
-        inside = f[m == 4]
-        assert np.all(inside >= 0.9) and np.all(f[m == 0] <= 0.1)  # the image moved with it
-        assert f.min() >= 0.0 and f.max() <= 1.0  # noise stays within the slice's range
-    steps = np.abs(np.diff(np.array(corners), axis=0))
-    assert steps.max() <= STATIC_SHIFT and steps.any()
-
-
-def test_static_clips_repeat_the_first_slice_of_the_clip(dataset: Path) -> None:
-    model_cfg = get_preset("tiny")
-    data = TrainingDataset(dataset)
-    static = EpisodeSampler(data, TrainConfig(clip_length=5, static_clip=1.0), model_cfg)
-    mixed = EpisodeSampler(data, TrainConfig(clip_length=5, static_clip=0.5), model_cfg)
-    for step in range(4):
-        ep = static.sample(step, 0)
-        frames = ep.source
-        assert isinstance(frames, ArrayFrames) and len(frames) == 5 and ep.info["static"]
-        cf = data.frames(data.names.index(ep.info["case"]), ep.info["axis"])
-        first = cf.image[ep.info["start"]]
-        assert np.array_equal(frames.frames[0], first)
-        for obj, masks in ep.targets.items():
-            want = cf.labels[ep.info["start"]] == obj
-            assert all(m.sum() <= want.sum() for m in masks)  # copies of one slice's object
-            assert np.array_equal(masks[0], want)
-    flags = {mixed.sample(s, 0).info["static"] for s in range(12)}
-    assert flags == {True, False}
-    with pytest.raises(ConfigError, match="'static_clip'"):
-        TrainConfig(static_clip=2.0)
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(dataset: Path) -> None:

@@ -58,9 +58,6 @@ class TrainConfig:
     clip_overhang: float = 0.25  # probability that a clip may reach past the object's ends
     clip_reverse: float = 0.0  # probability that a clip runs towards lower slice indices
     single_frame: float = 0.0  # probability that a 3d episode is one prompted slice (no propagation)
-    static_clip: float = (
-        0.0  # probability that a clip repeats one slice, jittered (teaches the memory to carry a mask)
-    )
     max_objects: int = 3
     # 2d one-prompt recipe
     stream_length: int = 8
@@ -219,7 +216,6 @@ def _check_ranges(cfg: TrainConfig) -> None:
         "clip_overhang",
         "clip_reverse",
         "single_frame",
-        "static_clip",
         "box_jitter",
         "min_lr_ratio",
         "focal_alpha",

@@ -7,9 +7,6 @@
   clip runs from its last slice to its first, so the first (prompted) frame is its top end.
   With probability ``single_frame`` the episode is one prompted slice instead: the box (or
   click) skill alone, mixed into propagation episodes so that learning it does not unlearn them.
-  With probability ``static_clip`` a clip repeats its first slice instead, each copy shifted by
-  up to ``STATIC_SHIFT`` pixels and given a little noise: the easiest propagation there is (the
-  mask barely moves), which teaches the memory path to carry the prompted mask at all.
 * ``2d-one-prompt``: a stream of ``stream_length`` images of one class drawn from the dataset;
   every ``prompt_freq``-th image is prompted (paper: every 5th); the self-sorting bank spans
   the stream without temporal encodings (unrelated images).
@@ -122,43 +119,6 @@ def policy_options(model_cfg: ModelConfig, cfg: TrainConfig, seed: int) -> dict[
     return opts
 
 
-STATIC_SHIFT = 3  # pixels: the largest shift between the copies of a static clip
-STATIC_NOISE = 0.02  # std of the noise added to each copy, as a fraction of the slice's intensity range
-
-
-def static_clip(
-    image: np.ndarray, labels: np.ndarray, length: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """``length`` copies of one slice: image (H, W) or (H, W, 3), labels (H, W) -> the same
-    shapes with a leading ``length`` axis.
-
-    Copy 0 is the slice itself; every later copy is shifted from the previous one by up to
-    ``STATIC_SHIFT`` pixels along each axis (zero-filled borders, labels moved with the image)
-    and gets Gaussian noise of ``STATIC_NOISE`` times the slice's intensity range (clipped to that range)."""
-    h, w = labels.shape
-    span = float(image.max() - image.min()) or 1.0
-    images, maps = [image], [labels]
-    dy = dx = 0
-    for _ in range(length - 1):
-        dy = int(np.clip(dy + rng.integers(-STATIC_SHIFT, STATIC_SHIFT + 1), -h // 4, h // 4))
-        dx = int(np.clip(dx + rng.integers(-STATIC_SHIFT, STATIC_SHIFT + 1), -w // 4, w // 4))
-        moved, moved_labels = _shift(image, dy, dx), _shift(labels, dy, dx)
-        noise = rng.normal(0.0, STATIC_NOISE * span, size=image.shape)
-        images.append(np.clip(moved + noise, image.min(), image.max()).astype(image.dtype))
-        maps.append(moved_labels)
-    return np.stack(images), np.stack(maps)
-
-
-def _shift(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """``a`` (H, W, ...) moved by (dy, dx) pixels; what comes in from outside is zero."""
-    out = np.zeros_like(a)
-    h, w = a.shape[:2]
-    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
-    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
-    out[yd, xd] = a[ys, xs]
-    return out
-
-
 class EpisodeSampler:
     """Draws the episodes of a recipe from a dataset; episode (step, index) is always the same."""
 
@@ -226,10 +186,6 @@ class EpisodeSampler:
         rng.shuffle(others)
         objects = [anchor, *others][: self.cfg.max_objects]
         image, labels = cf.image[clip], cf.labels[clip]
-        # drawn only when enabled, so older configs keep their episodes
-        static = length > 1 and self.cfg.static_clip > 0 and bool(rng.random() < self.cfg.static_clip)
-        if static:
-            image, labels = static_clip(image[0], labels[0], length, rng)
         # Inference propagates both ways from the prompted slice; a reversed clip trains the
         # backward direction (drawn only when enabled, so older configs keep their episodes).
         reverse = self.cfg.clip_reverse > 0 and bool(rng.random() < self.cfg.clip_reverse)
@@ -239,7 +195,6 @@ class EpisodeSampler:
         targets = {v: list(labels == v) for v in objects}
         prompts = {v: {f: self.prompts(targets[v][f], rng) for f in prompted} for v in objects}
         info = {"case": cf.name, "axis": axis, "start": start, "objects": objects, "reversed": reverse}
-        info["static"] = static
         return Episode(
             ArrayFrames(np.ascontiguousarray(image), name=cf.name),
             targets,
