@@ -4,7 +4,7 @@ Each case is one organ of a held-out CT phantom: the slice where the organ is la
 ``--copies`` times into a volume, boxed on the middle copy and propagated both ways (the path
 `medsam2 segment` takes). Every copy is the same image, so a working memory path reproduces the
 prompted slice's mask on every copy; a model whose copies score far below its prompted slice has
-a memory path that does not carry the object (docs/embedded_model.md, "stage 7").
+a memory path that does not carry the object (docs/embedded_model.md, "Why propagation fails").
 
     python benchmarks/memory_copy.py [--checkpoint A.safetensors ...] [--cases 2] [--first-seed 8000]
         [--copies 9] [--threads 1]
