@@ -17,34 +17,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
-from quality_cases import STRUCTURES, dice, phantom_cases, prompt_box
+from quality_cases import STRUCTURES, phantom_cases
 
-from medsam2.model.sam2_model import Sam2Model
-from medsam2.preprocessing import slice_geometry, volume_to_frames
-from medsam2.types import Volume
-from medsam2.volume import VolumeObject, VoxelBox, segment_volume
-
-
-def copy_scores(model: Sam2Model, volume: Volume, truth: np.ndarray, copies: int) -> tuple[float, float]:
-    """(prompted-copy Dice, mean Dice of the other copies) for one structure ``truth`` of ``volume``."""
-    axis = slice_geometry(volume, "auto").slice_axis
-    assert axis is not None
-    box = prompt_box(truth, axis)
-    k = box.corner0[axis]
-    array = np.repeat(np.take(volume.array, [k], axis=axis), copies, axis=axis)
-    stacked = np.repeat(np.take(truth, [k], axis=axis), copies, axis=axis)
-    vol = Volume(**{**volume.__dict__, "array": array})
-    mid = copies // 2
-    lo, hi = list(box.corner0), list(box.corner1)
-    lo[axis] = hi[axis] = mid
-    res = segment_volume(model, vol, [VolumeObject(1, "copy", boxes=(VoxelBox(tuple(lo), tuple(hi)),))])
-    geom = slice_geometry(vol, "auto")
-    pred, want = volume_to_frames(res.labels == 1, geom), volume_to_frames(stacked, geom)
-    others = [dice(pred[t], want[t]) for t in range(copies) if t != mid]
-    return dice(pred[mid], want[mid]), float(np.mean(others))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the copy test, shared
+from copy_helpers import copy_scores  # noqa: E402
 
 
 def main() -> None:
@@ -68,7 +48,8 @@ def main() -> None:
     for label, model in models.items():
         scores: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
         for case in phantom_cases("CT", args.cases, args.first_seed):
-            scores[case.structure].append(copy_scores(model, case.volume, case.truth, args.copies))
+            boxed, others = copy_scores(model, case.volume, case.truth, args.copies)
+            scores[case.structure].append((boxed, float(np.mean(others))))
         cells = []
         for n in [*names, None]:
             rows = [s for v in scores.values() for s in v] if n is None else scores[n]
@@ -76,7 +57,6 @@ def main() -> None:
             cells.append(f"{p:.2f} / {c:.2f}")
         print(f"| {label} | " + " | ".join(cells) + " |")
     print("\ncells: prompted copy / other copies (Dice)")
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

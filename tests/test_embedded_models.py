@@ -72,33 +72,13 @@ def test_nano_memory_carries_the_mask_onto_identical_slices(organ: int) -> None:
     The shipped `nano` reproduces the mask on the copies (0.95); nano-synth and nano-box do not
     (0.0-0.1; docs/embedded_model.md, "Why propagation fails"), so this guards the one
     embedded memory path that works, and the engine's memory path with it."""
-    import numpy as np
+    from copy_helpers import copy_scores
 
     from medsam2 import load_model
     from medsam2.data.phantoms import ct_phantom
-    from medsam2.preprocessing import slice_geometry, volume_to_frames
-    from medsam2.types import Volume
-    from medsam2.volume import VolumeObject, VoxelBox, segment_volume
 
     path = checkpoint_path("nano")
     assert path is not None
     ph = ct_phantom(seed=8000)
-    axis = slice_geometry(ph.volume, "auto").slice_axis
-    assert axis is not None
-    truth = ph.label == organ
-    k = int(truth.sum(axis=tuple(a for a in range(3) if a != axis)).argmax())
-    array = np.repeat(np.take(ph.volume.array, [k], axis=axis), 5, axis=axis)
-    stacked = np.repeat(np.take(truth, [k], axis=axis), 5, axis=axis)
-    nz = np.nonzero(np.take(truth, k, axis=axis))
-    lo, hi = [2, 2, 2], [2, 2, 2]
-    for a, idx in zip((a for a in range(3) if a != axis), nz, strict=True):
-        lo[a], hi[a] = int(idx.min()), int(idx.max())
-    volume = Volume(**{**ph.volume.__dict__, "array": array})
-    res = segment_volume(
-        load_model(path), volume, [VolumeObject(1, "copy", boxes=(VoxelBox(tuple(lo), tuple(hi)),))]
-    )
-    geom = slice_geometry(volume, "auto")
-    pred, want = volume_to_frames(res.labels == 1, geom), volume_to_frames(stacked, geom)
-    copies = [t for t in range(5) if t != 2]
-    dices = [2 * (pred[t] & want[t]).sum() / (pred[t].sum() + want[t].sum()) for t in copies]
+    _, dices = copy_scores(load_model(path), ph.volume, ph.label == organ, 5)
     assert min(dices) >= 0.85, dices
