@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from medsam2.config import ModelConfig
 from medsam2.errors import ConfigError
+from medsam2.model.box_prompt import BOX_MASK_LOGIT, box_mask_logits
 from medsam2.model.common import MLP
 from medsam2.model.image_encoder import build_image_encoder
 from medsam2.model.mask_decoder import build_sam_heads
@@ -23,10 +24,18 @@ from medsam2.model.memory_attention import build_memory_attention
 from medsam2.model.memory_encoder import build_memory_encoder
 from medsam2.model.memory_kv import MemoryKeys, assemble_memory, project_memory
 
-__all__ = ["Sam2Model", "FrameFeatures", "DecoderOutput", "MemoryInput", "PointerInput", "NO_OBJ_SCORE"]
+__all__ = [
+    "Sam2Model",
+    "FrameFeatures",
+    "DecoderOutput",
+    "MemoryInput",
+    "PointerInput",
+    "NO_OBJ_SCORE",
+    "BOX_MASK_LOGIT",
+    "box_mask_logits",
+]
 
 NO_OBJ_SCORE = -1024.0  # logit given to every pixel of a frame where the object is judged absent
-BOX_MASK_LOGIT = 10.0  # |logit| of the dense box prompt of models with `box_mask_prompt`
 
 
 @dataclass(frozen=True)
@@ -95,31 +104,6 @@ def sine_1d(positions: Tensor, dim: int, temperature: float = 10000.0) -> Tensor
     freq = temperature ** (2 * torch.div(k, 2, rounding_mode="floor") / half)
     ang = positions.float()[:, None] / freq
     return torch.cat((ang.sin(), ang.cos()), dim=-1)
-
-
-def box_mask_logits(corners: Tensor, image_size: int) -> Tensor:
-    """Dense prompt of a box: corners (B, 2, 2) in model pixels ((x0, y0), (x1, y1)) ->
-    (B, 1, S/4, S/4) logits, +BOX_MASK_LOGIT where a low-res pixel's centre lies in the box and
-    -BOX_MASK_LOGIT elsewhere (S = image_size, the prompt encoder's mask-input size). A box too
-    small to hold a pixel centre marks the pixels it overlaps instead, so it is never empty."""
-    side = image_size // 4
-    step = image_size / side
-    start = torch.arange(side, device=corners.device, dtype=torch.float32) * step  # pixel edges
-    lo = torch.minimum(corners[:, 0], corners[:, 1]).float()  # (B, 2) x, y
-    hi = torch.maximum(corners[:, 0], corners[:, 1]).float()
-
-    def along(axis: int, centre: bool) -> Tensor:  # (B, side): pixels selected along x or y
-        a, b = lo[:, axis : axis + 1], hi[:, axis : axis + 1]
-        if centre:
-            c = start[None] + step / 2
-            return (c >= a) & (c <= b)
-        return (start[None] + step > a) & (start[None] <= b)
-
-    inside = along(1, True)[:, :, None] & along(0, True)[:, None, :]
-    touched = along(1, False)[:, :, None] & along(0, False)[:, None, :]
-    empty = ~inside.flatten(1).any(dim=1)
-    inside = torch.where(empty[:, None, None], touched, inside)
-    return torch.where(inside, BOX_MASK_LOGIT, -BOX_MASK_LOGIT)[:, None]
 
 
 class Sam2Model(nn.Module):
