@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from medsam2.data.synth.shapes import SHAPES, shape_case, size_bin
+from medsam2.data.synth.shapes import SHAPES, shape_case, size_bin, twins_case
 from medsam2.evaluation.baselines import otsu_in_box
 from medsam2.preprocessing import normalize_volume
 
@@ -60,3 +60,44 @@ def test_shape_cases_serve_the_generator_as_training_data() -> None:
     assert isinstance(union, DatasetUnion) and len(union) == 7 and union.classes[1] == "shape"
     with pytest.raises(InputError, match="unknown key"):
         open_dataset("shapes:size=3")
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_a_twins_case_holds_look_alike_objects_each_labelled(index: int) -> None:
+    vol, labels = twins_case(300, index)
+    again = twins_case(300, index)
+    assert np.array_equal(again[0].array, vol.array) and np.array_equal(again[1], labels)
+    assert labels.shape == vol.array.shape and vol.modality == "MR"
+    values = [v for v in np.unique(labels) if v]
+    assert values == list(range(1, len(values) + 1)) and len(values) in (2, 3)
+    body = labels > 0
+    ring = ndimage.binary_dilation(body, iterations=3) & ~body
+    background = np.median(vol.array[ring])
+    contrast = [np.median(vol.array[labels == v]) - background for v in values]
+    # the same polarity and, within the generator's 10 %, the same contrast: only memory tells
+    # which one was asked for
+    assert all(np.sign(c) == np.sign(contrast[0]) for c in contrast)
+    assert max(np.abs(contrast)) < 1.35 * min(np.abs(contrast))
+    for v in values:
+        present = np.flatnonzero((labels == v).any(axis=(0, 1)))
+        assert present.size >= 5  # each tapers over its own run of slices
+        centres = [ndimage.center_of_mass(labels[:, :, k] == v) for k in present]
+        assert np.ptp(np.array(centres), axis=0).max() < 0.5 * min(labels.shape[:2])  # drifts a little
+
+
+def test_shape_cases_mix_in_twins_when_asked() -> None:
+    from medsam2.data.union import open_dataset
+    from medsam2.errors import InputError
+
+    plain = open_dataset("shapes:seed=100;cases=40")
+    mixed = open_dataset("shapes:seed=100;cases=40;twins=0.5")
+    assert mixed.classes == {1: "shape", 2: "twin 2", 3: "twin 3"}
+    twins = [i for i in range(40) if mixed.is_twins(i)]
+    assert 10 <= len(twins) <= 30
+    i, j = twins[0], next(i for i in range(40) if i not in twins)
+    assert np.array_equal(mixed.frames(j).labels, plain.frames(j).labels)  # the others are unchanged
+    frames = mixed.frames(i)
+    assert np.array_equal(frames.labels, np.transpose(twins_case(100, i)[1], (2, 1, 0)))
+    assert set(frames.presence) >= {1, 2}
+    with pytest.raises(InputError, match="twins is a fraction"):
+        open_dataset("shapes:seed=100;cases=4;twins=2")

@@ -13,7 +13,10 @@ SAM's most basic job: segment what the box holds.
 engine's percentile normalisation applies, and the object's boolean mask). As training data,
 ``--data "shapes:seed=100;cases=4000"`` (:class:`ShapeCases`) serves them as slices along the
 volume's third axis, normalised as inference does; keep its seeds apart from the ones you
-evaluate with.
+evaluate with. ``twins=F`` makes a fraction F of them :func:`twins_case` volumes instead: 2-3
+look-alike objects, each its own class, so that a clip tracking one of them needs the memory
+(one-object cases can be solved from the image alone, and training on them alone was found to
+teach the memory path away; docs/embedded_model.md).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from medsam2.data.synth.generated import GeneratedCases, parse_items
 from medsam2.errors import InputError
 from medsam2.types import Volume
 
-__all__ = ["ShapeCase", "shape_case", "size_bin", "SHAPES", "ShapeCases", "PREFIX"]
+__all__ = ["ShapeCase", "shape_case", "twins_case", "size_bin", "SHAPES", "ShapeCases", "PREFIX"]
 
 PREFIX = "shapes"
 
@@ -58,10 +61,17 @@ def size_bin(radius: float) -> str:
 
 def _profile(shape: str, h: int, w: int, r: float, rng: np.random.Generator) -> np.ndarray:
     """(h, w) float 'inside-ness' <= 1 inside the object at full size (scaled per slice later)."""
-    yy, xx = np.mgrid[:h, :w].astype(np.float64)
     m = 1.6 * r + 2  # the longest half-extent of any shape, plus a margin
     cy = rng.uniform(min(m, h / 2), max(h - m, h / 2))
     cx = rng.uniform(min(m, w / 2), max(w - m, w / 2))
+    return _profile_at(shape, h, w, r, cy, cx, rng)
+
+
+def _profile_at(
+    shape: str, h: int, w: int, r: float, cy: float, cx: float, rng: np.random.Generator
+) -> np.ndarray:
+    """:func:`_profile` of an object centred at row ``cy``, column ``cx``."""
+    yy, xx = np.mgrid[:h, :w].astype(np.float64)
     dy, dx = yy - cy, xx - cx
     theta = rng.uniform(0, np.pi)
     u = dx * np.cos(theta) + dy * np.sin(theta)
@@ -129,6 +139,63 @@ def shape_case(seed: int, index: int) -> ShapeCase:
     return ShapeCase(f"shapes{seed}-{index}", volume, mask, shape, polarity, radius)
 
 
+def twins_case(seed: int, index: int) -> tuple[Volume, np.ndarray]:
+    """Case ``index`` of generator ``seed`` with 2-3 look-alike objects, each labelled on its own.
+
+    The objects share one shape kind, polarity and (within 10 %) contrast and size, and each
+    drifts a little and tapers over its own run of slices, so that from one slice on, only a
+    model's memory of which object it was asked for tells them apart. Returns the volume and
+    its labels (i, j, k), 1..n for the objects, 0 elsewhere.
+    """
+    rng = np.random.default_rng([seed, index, 31])
+    h, w = FIELDS[int(rng.integers(len(FIELDS)))]
+    shape = SHAPES[int(rng.integers(len(SHAPES)))]
+    base = float(np.exp(rng.uniform(np.log(0.04), np.log(0.12)))) * min(h, w)
+    bg = rng.uniform(150, 700)
+    contrast = rng.uniform(0.2, 0.7) * bg * (1 if rng.random() < 0.5 else -1)
+    labels = np.zeros((DEPTH, h, w), np.int64)
+    image = np.zeros((DEPTH, h, w))
+    taken = np.zeros((h, w), bool)
+    ks = np.arange(DEPTH) - (DEPTH - 1) / 2
+    for n in range(1, int(rng.integers(2, 4)) + 1):
+        r = base * rng.uniform(0.8, 1.25)
+        reach = int(1.6 * r + 0.15 * r * DEPTH / 2) + 2  # the object's extent plus its drift
+        free = ~ndimage.binary_dilation(taken, iterations=reach + 2) if taken.any() else ~taken
+        free[:reach, :] = free[-reach - 1 :, :] = False
+        free[:, :reach] = free[:, -reach - 1 :] = False
+        cand = np.flatnonzero(free)
+        if not cand.size:
+            break
+        cy, cx = divmod(int(cand[rng.integers(cand.size)]), w)
+        inside = _profile_at(shape, h, w, r, float(cy), float(cx), rng)
+        vy, vx = rng.uniform(-0.15, 0.15, 2) * r  # drift per slice
+        mid = rng.uniform(-1.5, 1.5)
+        half = rng.uniform(0.6, 1.0) * (DEPTH / 2 + 1)
+        scales = np.sqrt(np.clip(1 - ((ks - mid) / half) ** 2, 0, 1))
+        level = contrast * rng.uniform(0.9, 1.1)
+        for k, sc in enumerate(scales):
+            if sc <= 0.25:
+                continue
+            obj = ndimage.shift(inside, (vy * ks[k], vx * ks[k]), order=1, mode="nearest") <= sc
+            obj &= labels[k] == 0
+            labels[k][obj] = n
+            image[k] += level * obj
+            taken |= obj
+    style = rng.integers(3)
+    yy, xx = np.mgrid[:h, :w]
+    background = np.full((h, w), bg)
+    if style == 1:
+        background = background * (
+            1 + rng.uniform(-0.3, 0.3) * (xx / w - 0.5) + rng.uniform(-0.3, 0.3) * (yy / h - 0.5)
+        )
+    image = ndimage.gaussian_filter(image + background[None], sigma=(0, 0.7, 0.7))
+    image = image + rng.normal(0, (0.08 if style == 2 else 0.02) * bg, image.shape)
+    array = np.ascontiguousarray(np.transpose(image.astype(np.float32), (2, 1, 0)))  # (i, j, k)
+    name = f"twins{seed}-{index}"
+    volume = Volume(array, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), np.eye(3), name, "MR")
+    return volume, np.ascontiguousarray(np.transpose(labels, (2, 1, 0)))
+
+
 class ShapeCases(GeneratedCases):
     """A ``CaseSource`` of ``shapes:seed=S;cases=N``: case i is ``shape_case(S, i)`` (class 1)."""
 
@@ -136,10 +203,16 @@ class ShapeCases(GeneratedCases):
         self, text: str, cases: list[str] | None = None, cache_cases: int = 8, label_offset: int = 0
     ) -> None:
         values = {"seed": 0, "cases": 1000}
+        self.twins = 0.0
 
         def assign(key: str, raw: str) -> None:
+            if key == "twins":
+                self.twins = float(raw)
+                if not 0.0 <= self.twins <= 1.0:
+                    raise ValueError("twins is a fraction of the cases, from 0 to 1")
+                return
             if key not in values:
-                raise ValueError(f"unknown key (use {sorted(values)})")
+                raise ValueError(f"unknown key (use {sorted([*values, 'twins'])})")
             values[key] = int(raw)
 
         parse_items(text, assign)
@@ -147,17 +220,30 @@ class ShapeCases(GeneratedCases):
             raise InputError(f"training data {text!r}: cases >= 1")
         self.seed = values["seed"]
         folder = f"{PREFIX}{self.seed}"
-        self.spec = DatasetSpec(Path(folder), {"0": "MR"}, {"background": 0, "shape": 1}, values["cases"], "")
+        classes = (
+            {"background": 0, "shape": 1, "twin 2": 2, "twin 3": 3}
+            if self.twins
+            else {"background": 0, "shape": 1}
+        )
+        self.spec = DatasetSpec(Path(folder), {"0": "MR"}, classes, values["cases"], "")
         what = f"basic shapes (seed {self.seed})"
         super().__init__(folder, values["cases"], what, cases, cache_cases, label_offset)
 
     def is_2d(self) -> bool:
         return False
 
+    def is_twins(self, case: int) -> bool:
+        """Whether case ``case`` is a :func:`twins_case` (a fraction ``twins`` of them, by seed)."""
+        return self.twins > 0 and bool(np.random.default_rng([self.seed, case, 37]).random() < self.twins)
+
     def _make(self, case: int, name: str) -> CaseFrames:
         from medsam2.preprocessing import normalize_volume
 
-        c = shape_case(self.seed, case)
-        image = np.ascontiguousarray(np.transpose(normalize_volume(c.volume), (2, 1, 0)))  # (k, rows, cols)
-        labels = np.ascontiguousarray(np.transpose(c.truth, (2, 1, 0))).astype(np.int64)
+        if self.is_twins(case):
+            volume, truth = twins_case(self.seed, case)
+        else:
+            c = shape_case(self.seed, case)
+            volume, truth = c.volume, c.truth.astype(np.int64)
+        image = np.ascontiguousarray(np.transpose(normalize_volume(volume), (2, 1, 0)))  # (k, rows, cols)
+        labels = np.ascontiguousarray(np.transpose(truth, (2, 1, 0))).astype(np.int64)
         return case_frames(name, "axial", image, labels, self.classes, self.label_offset)
