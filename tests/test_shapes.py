@@ -101,3 +101,18 @@ def test_shape_cases_mix_in_twins_when_asked() -> None:
     assert set(frames.presence) >= {1, 2}
     with pytest.raises(InputError, match="twins is a fraction"):
         open_dataset("shapes:seed=100;cases=4;twins=2")
+
+
+def test_shape_cases_can_serve_only_the_middle_slices() -> None:
+    from medsam2.data.union import open_dataset
+    from medsam2.errors import InputError
+
+    whole = open_dataset("shapes:seed=100;cases=6").frames(4)
+    one = open_dataset("shapes:seed=100;cases=6;slices=1").frames(4)
+    three = open_dataset("shapes:seed=100;cases=6;slices=3").frames(4)
+    mid = whole.num_frames // 2  # the object's largest slice: every episode is a one-slice box
+    assert one.num_frames == 1 and np.array_equal(one.image[0], whole.image[mid])
+    assert np.array_equal(one.labels[0], whole.labels[mid])
+    assert np.array_equal(three.image, whole.image[mid - 1 : mid + 2])
+    with pytest.raises(InputError, match="slices is from 1 to 9"):
+        open_dataset("shapes:seed=100;cases=6;slices=0")

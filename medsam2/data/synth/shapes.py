@@ -16,7 +16,9 @@ volume's third axis, normalised as inference does; keep its seeds apart from the
 evaluate with. ``twins=F`` makes a fraction F of them :func:`twins_case` volumes instead: 2-3
 look-alike objects, each its own class, so that a clip tracking one of them needs the memory
 (one-object cases can be solved from the image alone, and training on them alone was found to
-teach the memory path away; docs/embedded_model.md).
+teach the memory path away; docs/embedded_model.md). ``slices=N`` serves only the N middle
+slices of each case; with ``slices=1`` every episode drawn from the shapes is one boxed slice
+(the object's largest), which teaches the box without touching the memory path.
 """
 
 from __future__ import annotations
@@ -202,7 +204,7 @@ class ShapeCases(GeneratedCases):
     def __init__(
         self, text: str, cases: list[str] | None = None, cache_cases: int = 8, label_offset: int = 0
     ) -> None:
-        values = {"seed": 0, "cases": 1000}
+        values = {"seed": 0, "cases": 1000, "slices": DEPTH}
         self.twins = 0.0
 
         def assign(key: str, raw: str) -> None:
@@ -218,7 +220,9 @@ class ShapeCases(GeneratedCases):
         parse_items(text, assign)
         if values["cases"] < 1:
             raise InputError(f"training data {text!r}: cases >= 1")
-        self.seed = values["seed"]
+        if not 1 <= values["slices"] <= DEPTH:
+            raise InputError(f"training data {text!r}: slices is from 1 to {DEPTH}")
+        self.seed, self.slices = values["seed"], values["slices"]
         folder = f"{PREFIX}{self.seed}"
         classes = (
             {"background": 0, "shape": 1, "twin 2": 2, "twin 3": 3}
@@ -244,6 +248,9 @@ class ShapeCases(GeneratedCases):
         else:
             c = shape_case(self.seed, case)
             volume, truth = c.volume, c.truth.astype(np.int64)
-        image = np.ascontiguousarray(np.transpose(normalize_volume(volume), (2, 1, 0)))  # (k, rows, cols)
-        labels = np.ascontiguousarray(np.transpose(truth, (2, 1, 0))).astype(np.int64)
+        keep = slice((DEPTH - self.slices) // 2, (DEPTH + self.slices) // 2)  # the middle ones
+        image = np.ascontiguousarray(
+            np.transpose(normalize_volume(volume), (2, 1, 0))[keep]
+        )  # (k, rows, cols)
+        labels = np.ascontiguousarray(np.transpose(truth, (2, 1, 0))[keep]).astype(np.int64)
         return case_frames(name, "axial", image, labels, self.classes, self.label_offset)
