@@ -1,6 +1,6 @@
 """Reproduce the embedded models: datasets -> `medsam2 train` stages -> assets.
 
-    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|4|3b|6|micro|all] [--resume]
+    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|4|3b|6|7a|...|7d|micro|all] [--resume]
 
 Stage 1 (``configs/embedded_nano.json``): `nano` from scratch on 40 CT phantoms (seeds 0-39),
 6-slice clips with a box on every 3rd slice: the model learns to segment around a box.
@@ -38,6 +38,13 @@ Stage 6 (``configs/embedded_nano_boxmask.json``): from stage 4's final weights, 
 ``box_mask_prompt`` (a box reaches the decoder as a dense mask as well as two corners), on basic
 shapes with distractors and stage 4's generated volumes (targets with visible edges only); half
 the episodes one boxed (or clicked) slice, half stage 4's 6-slice clips; 3000 steps.
+Stages 7a-7d (``configs/embedded_nano_track*.json``): from stage 3b's final weights (its memory
+works: docs/embedded_model.md, "Why propagation fails"), with ``box_mask_prompt``, on stage 6's
+generated volumes (240 cases) and stage 3's CT/T1/T2 phantoms (7a, 1000 steps); then with one-slice
+box episodes on basic shapes added (``shapes:...;slices=1``; their clips were found to erode the
+memory), 200 cases (7b, 1000 steps) and 600 cases with the image encoder at a tenth of the
+learning rate and a quarter of the other episodes one-slice (7c, 1500 steps), and 1500 more
+steps of 7c's recipe (7d). Stage 7d's final weights are ``embedded:nano-track``.
 Stage ``micro`` (``configs/embedded_micro.json``, not part of ``all``, not shipped yet): the wider
 ``micro`` preset from scratch on generated volumes, basic shapes and the CT/T1/T2 phantoms, box
 episodes mixed with propagation clips; 16000 steps, several CPU hours: run it over several
@@ -71,12 +78,17 @@ STAGES = {
     "3b": ("embedded_nano_joint.json", (902, 903, 904), "embedded_nano_joint", "3"),
     # stage 4 fine-tuned with boxes given as a dense mask too (box_mask_prompt): the box skill
     "6": ("embedded_nano_boxmask.json", (), "embedded_nano_boxmask", "4"),  # data: shapes + synth
+    # stage 3b with the dense box on its phantoms + generated volumes, then + one-slice shapes
+    "7a": ("embedded_nano_track.json", (902, 903, 904), "embedded_nano_track", "3b"),
+    "7b": ("embedded_nano_track_box.json", (902, 903, 904), "embedded_nano_track_box", "7a"),
+    "7c": ("embedded_nano_track_box2.json", (902, 903, 904), "embedded_nano_track_box2", "7b"),
+    "7d": ("embedded_nano_track_box3.json", (902, 903, 904), "embedded_nano_track_box3", "7c"),
     # the wider preset from scratch (its config names the preset); hours long, so not in "all"
     "micro": ("embedded_micro.json", (902, 903, 904), "embedded_micro", None),
 }
 LONG = {"micro"}  # stages that "all" leaves out
 # stage -> the embedded model its final weights become (medsam2/assets/{name}.safetensors + .json)
-SHIPPED = {"3b": "nano", "4": "nano_synth", "6": "nano_box"}
+SHIPPED = {"3b": "nano", "4": "nano_synth", "6": "nano_box", "7d": "nano_track"}
 
 
 def _dataset(data: Path, dataset_id: int) -> Path:

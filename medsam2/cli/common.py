@@ -68,7 +68,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_memory: str
         metavar="FILE",
         help="model weights: Meta's SAM 2/2.1 .pt, MedSAM-2 .pth, bowang-lab MedSAM2 .pt or a medsam2 "
         ".safetensors, or embedded:NAME for a shipped model (embedded:nano-synth, the default; embedded:nano, "
-        "trained on phantoms; embedded:nano-box, best on the boxed slice; docs/embedded_model.md)",
+        "trained on phantoms; embedded:nano-box, best on the boxed slice; embedded:nano-track, box and "
+        "propagation on MR/CT; docs/embedded_model.md)",
     )
     g.add_argument(
         "--preset",

@@ -12,6 +12,10 @@
   ``box_mask_prompt`` (a box reaches the decoder as a dense mask as well as two corners), it
   segments the boxed object on the prompted slice far better than the others; what it
   propagates, and One-Prompt sets, are no better (docs/embedded_model.md, stage 6).
+* ``nano-track``: ``nano`` given the dense box and fine-tuned on phantoms, generated volumes and
+  one-slice box episodes on basic shapes (stage 7): it keeps ``nano``'s working memory (the copy
+  test) and answers the box, so it propagates from one box far better than the others on the
+  phantoms; One-Prompt 2D sets are its weak point (docs/embedded_model.md, stage 7).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ EMBEDDED_MODELS = {
     "nano": "nano.safetensors",
     "nano-synth": "nano_synth.safetensors",
     "nano-box": "nano_box.safetensors",
+    "nano-track": "nano_track.safetensors",
 }
 DEFAULT_EMBEDDED = "nano-synth"
 EMBEDDED_NAME = EMBEDDED_MODELS[DEFAULT_EMBEDDED]
