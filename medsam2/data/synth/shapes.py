@@ -15,8 +15,8 @@ engine's percentile normalisation applies, and the object's boolean mask). As tr
 volume's third axis, normalised as inference does; keep its seeds apart from the ones you
 evaluate with. ``twins=F`` makes a fraction F of them :func:`twins_case` volumes instead: 2-3
 look-alike objects, each its own class, so that a clip tracking one of them needs the memory
-(one-object cases can be solved from the image alone, and training on them alone was found to
-teach the memory path away; docs/embedded_model.md). ``slices=N`` serves only the N middle
+(built to test whether such clips keep a memory path that one-object clips erode; they erode it
+too: docs/embedded_model.md, stage 7). ``slices=N`` serves only the N middle
 slices of each case; with ``slices=1`` every episode drawn from the shapes is one boxed slice
 (the object's largest), which teaches the box without touching the memory path.
 """
@@ -199,7 +199,8 @@ def twins_case(seed: int, index: int) -> tuple[Volume, np.ndarray]:
 
 
 class ShapeCases(GeneratedCases):
-    """A ``CaseSource`` of ``shapes:seed=S;cases=N``: case i is ``shape_case(S, i)`` (class 1)."""
+    """A ``CaseSource`` of ``shapes:seed=S;cases=N[;twins=F][;slices=N]``: case i is
+    ``shape_case(S, i)`` (class 1), or with ``twins`` possibly ``twins_case(S, i)`` (classes 1-3)."""
 
     def __init__(
         self, text: str, cases: list[str] | None = None, cache_cases: int = 8, label_offset: int = 0
