@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from medsam2.evaluation.metrics import dice_np
 from medsam2.model.sam2_model import Sam2Model
 from medsam2.preprocessing import slice_geometry, volume_to_frames
 from medsam2.types import Volume
 from medsam2.volume import VolumeObject, VoxelBox, segment_volume
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = float(a.sum()) + float(b.sum())
-    return float("nan") if total == 0 else 2.0 * float(np.logical_and(a, b).sum()) / total
 
 
 def copy_scores(
@@ -39,4 +35,4 @@ def copy_scores(
     res = segment_volume(model, vol, [VolumeObject(1, "copy", boxes=(VoxelBox(tuple(lo), tuple(hi)),))])
     geom = slice_geometry(vol, "auto")
     pred, want = volume_to_frames(res.labels == 1, geom), volume_to_frames(stacked, geom)
-    return _dice(pred[mid], want[mid]), [_dice(pred[t], want[t]) for t in range(copies) if t != mid]
+    return dice_np(pred[mid], want[mid]), [dice_np(pred[t], want[t]) for t in range(copies) if t != mid]

@@ -92,6 +92,17 @@ def _profile_at(
     return np.hypot(u, v) / r - 0.45 * noise
 
 
+def _background(h: int, w: int, bg: float, graded: bool, rng: np.random.Generator) -> np.ndarray:
+    """(h, w) flat background of level ``bg``, or with ``graded`` a smooth gradient across the field."""
+    background = np.full((h, w), bg)
+    if graded:
+        yy, xx = np.mgrid[:h, :w]
+        background = background * (
+            1 + rng.uniform(-0.3, 0.3) * (xx / w - 0.5) + rng.uniform(-0.3, 0.3) * (yy / h - 0.5)
+        )
+    return background
+
+
 def shape_case(seed: int, index: int) -> ShapeCase:
     """Case ``index`` of generator ``seed`` (deterministic); see the module docstring."""
     rng = np.random.default_rng([seed, index, 29])
@@ -108,13 +119,8 @@ def shape_case(seed: int, index: int) -> ShapeCase:
     bg = rng.uniform(150, 700)
     contrast = rng.uniform(0.2, 0.7) * bg * (1 if polarity == "bright" else -1)
     yy, xx = np.mgrid[:h, :w]
-    background = np.full((h, w), bg)
     style = rng.integers(4)
-    if style == 1:  # a smooth gradient across the field
-        background = background * (
-            1 + rng.uniform(-0.3, 0.3) * (xx / w - 0.5) + rng.uniform(-0.3, 0.3) * (yy / h - 0.5)
-        )
-    image = np.repeat(background[None], DEPTH, axis=0)
+    image = np.repeat(_background(h, w, bg, style == 1, rng)[None], DEPTH, axis=0)
     # distractors outside the box's neighbourhood: often brighter or darker than the object (a
     # model that segments the most salient thing instead of what the box holds fails), and in
     # style 2 one of the object's own intensity
@@ -184,12 +190,7 @@ def twins_case(seed: int, index: int) -> tuple[Volume, np.ndarray]:
             image[k] += level * obj
             taken |= obj
     style = rng.integers(3)
-    yy, xx = np.mgrid[:h, :w]
-    background = np.full((h, w), bg)
-    if style == 1:
-        background = background * (
-            1 + rng.uniform(-0.3, 0.3) * (xx / w - 0.5) + rng.uniform(-0.3, 0.3) * (yy / h - 0.5)
-        )
+    background = _background(h, w, bg, style == 1, rng)
     image = ndimage.gaussian_filter(image + background[None], sigma=(0, 0.7, 0.7))
     image = image + rng.normal(0, (0.08 if style == 2 else 0.02) * bg, image.shape)
     array = np.ascontiguousarray(np.transpose(image.astype(np.float32), (2, 1, 0)))  # (i, j, k)
@@ -205,34 +206,31 @@ class ShapeCases(GeneratedCases):
     def __init__(
         self, text: str, cases: list[str] | None = None, cache_cases: int = 8, label_offset: int = 0
     ) -> None:
-        values = {"seed": 0, "cases": 1000, "slices": DEPTH}
-        self.twins = 0.0
+        values: dict[str, float] = {"seed": 0, "cases": 1000, "slices": DEPTH, "twins": 0.0}
 
         def assign(key: str, raw: str) -> None:
-            if key == "twins":
-                self.twins = float(raw)
-                if not 0.0 <= self.twins <= 1.0:
-                    raise ValueError("twins is a fraction of the cases, from 0 to 1")
-                return
             if key not in values:
-                raise ValueError(f"unknown key (use {sorted([*values, 'twins'])})")
-            values[key] = int(raw)
+                raise ValueError(f"unknown key (use {sorted(values)})")
+            values[key] = type(values[key])(raw)  # twins a float, the others integers
 
         parse_items(text, assign)
         if values["cases"] < 1:
             raise InputError(f"training data {text!r}: cases >= 1")
         if not 1 <= values["slices"] <= DEPTH:
             raise InputError(f"training data {text!r}: slices is from 1 to {DEPTH}")
-        self.seed, self.slices = values["seed"], values["slices"]
+        if not 0.0 <= values["twins"] <= 1.0:
+            raise InputError(f"training data {text!r}: twins is a fraction of the cases, from 0 to 1")
+        self.seed, self.slices, self.twins = int(values["seed"]), int(values["slices"]), values["twins"]
         folder = f"{PREFIX}{self.seed}"
         classes = (
             {"background": 0, "shape": 1, "twin 2": 2, "twin 3": 3}
             if self.twins
             else {"background": 0, "shape": 1}
         )
-        self.spec = DatasetSpec(Path(folder), {"0": "MR"}, classes, values["cases"], "")
+        count = int(values["cases"])
+        self.spec = DatasetSpec(Path(folder), {"0": "MR"}, classes, count, "")
         what = f"basic shapes (seed {self.seed})"
-        super().__init__(folder, values["cases"], what, cases, cache_cases, label_offset)
+        super().__init__(folder, count, what, cases, cache_cases, label_offset)
 
     def is_2d(self) -> bool:
         return False
