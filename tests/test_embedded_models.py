@@ -37,8 +37,8 @@ def test_the_default_is_nano_synth_and_unknown_names_are_refused() -> None:
         resolve_checkpoint(opts)
 
 
-@pytest.mark.parametrize(("name", "floor"), [("nano-box", 0.6), ("nano-track", 0.6)])
-def test_box_models_answer_the_box_on_generated_shapes(name: str, floor: float) -> None:
+@pytest.mark.parametrize("name", ["nano-box", "nano-track"])
+def test_box_models_answer_the_box_on_generated_shapes(name: str) -> None:
     """A floor that guards the shipped weights: one box on the largest slice of 12 generated
     shapes (seed 6000, the validation seed, with distractors), 2D Dice of the box's mask.
     nano-box scores 0.81 and nano-track 0.77 where nano-synth scores 0.0 (docs/embedded_model.md,
@@ -64,7 +64,7 @@ def test_box_models_answer_the_box_on_generated_shapes(name: str, floor: float) 
         box = np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], np.float32)
         mask = predictor.predict(box=box, multimask=False).masks[0]
         dices.append(2 * (mask & truth).sum() / (mask.sum() + truth.sum()))
-    assert float(np.mean(dices)) >= floor, dices
+    assert float(np.mean(dices)) >= 0.6, dices
 
 
 @pytest.mark.parametrize("name", ["nano", "nano-track"])
