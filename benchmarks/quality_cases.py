@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from medsam2.evaluation.baselines import baselines_3d
+from medsam2.evaluation.metrics import dice_np
 from medsam2.model.sam2_model import Sam2Model
 from medsam2.preprocessing import normalize_volume, slice_geometry, volume_to_frames
 from medsam2.preprocessing.coords import box_to_frame
@@ -56,12 +57,6 @@ def package_dir(package: str) -> Path | None:
     return Path(locations[0]) if locations else None
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean arrays; NaN where both are empty (nothing to score)."""
-    total = float(a.sum()) + float(b.sum())
-    return float("nan") if total == 0 else 2.0 * float(np.logical_and(a, b).sum()) / total
-
-
 def bucket(distance: int) -> str:
     return next(name for lo, hi, name in BINS if lo <= distance <= hi)
 
@@ -73,11 +68,11 @@ def score(pred: np.ndarray, truth: np.ndarray, frame: int) -> dict[str, Any]:
     by_distance: dict[str, list[float]] = {}
     for t in range(len(truth)):
         if truth[t].any() or pred[t].any():
-            by_distance.setdefault(bucket(abs(t - frame)), []).append(dice(pred[t], truth[t]))
+            by_distance.setdefault(bucket(abs(t - frame)), []).append(dice_np(pred[t], truth[t]))
     return {
-        "dice": dice(pred, truth),
-        "prompted": dice(pred[frame], truth[frame]),
-        "propagated": dice(pred[rest], truth[rest]),
+        "dice": dice_np(pred, truth),
+        "prompted": dice_np(pred[frame], truth[frame]),
+        "propagated": dice_np(pred[rest], truth[rest]),
         "by_distance": by_distance,
     }
 

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from quality_cases import dice, package_dir
+from quality_cases import package_dir
 
 from medsam2.evaluation.baselines import prompt_copy_dice
+from medsam2.evaluation.metrics import dice_np
 from medsam2.model.sam2_model import Sam2Model
 
 COUNTS = (1, 2, 4)
@@ -90,7 +91,7 @@ def _model_scores(
     for i in range(k):
         ip.add_prompt(i, 1, **_prompt(truths[i], kind))
     res = ip.segment()
-    return [dice(res[i].masks[0].numpy() > 0, truths[i]) for i in range(max(COUNTS), len(truths))]
+    return [dice_np(res[i].masks[0].numpy() > 0, truths[i]) for i in range(max(COUNTS), len(truths))]
 
 
 def one_prompt_study(

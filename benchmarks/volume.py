@@ -78,7 +78,7 @@ def _kept_mb(session: Any) -> float:
             add(r.low_res_logits, r.obj_ptr, r.score_logit, r.iou_pred)
         for e in obj.policy.entries():
             add(e.features, e.pos_enc, e.obj_ptr, e.iou, e.object_score, e.image_embed)
-    for f in session.cache._items.values():
+    for f in session.cache.values():
         add(f.vision, f.pos, *(f.high_res or ()))
     keys = sum(obj.keys.nbytes for obj in session.objects.values())
     return (sum(storages.values()) + keys) / 2**20

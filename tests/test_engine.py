@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from medsam2 import ImageSetPredictor, VideoPredictor
+from medsam2.engine.session import FrameFeatures
 from medsam2.errors import PromptError
 from medsam2.model.presets import get_preset
 from medsam2.model.sam2_model import Sam2Model
@@ -67,6 +68,14 @@ def test_feature_cache_is_bounded(model: Sam2Model) -> None:
         sizes.append(len(session.cache))
     assert max(sizes) <= 3
     assert session.cache.misses == 30  # each frame encoded once in a forward pass
+    # what it holds are the last three frames, least recently used first
+    held = session.cache.values()
+
+    def encode_again(index: int) -> FrameFeatures:
+        raise AssertionError(f"frame {index} should still be cached")
+
+    again = [session.cache.get(i, encode_again) for i in (27, 28, 29)]
+    assert len(held) == 3 and all(a is b for a, b in zip(again, held, strict=True))
 
 
 def test_objects_are_independent(model: Sam2Model) -> None:

@@ -148,6 +148,10 @@ class FeatureCache:
     def __len__(self) -> int:
         return len(self._items)
 
+    def values(self) -> list[FrameFeatures]:
+        """The cached frames' features, least recently used first (a snapshot, for accounting)."""
+        return list(self._items.values())
+
     def clear(self) -> None:
         self._items.clear()
 
