@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from medsam2.cli.main import main
-from medsam2.model.checkpoint import input_size_for, load_model
+from medsam2.errors import ConfigError
+from medsam2.model.checkpoint import input_size_for, load_model, save_model
 from medsam2.model.presets import PRESETS
 from medsam2.model.sam2_model import Sam2Model
 
@@ -88,3 +89,17 @@ def test_loader_uses_the_size_it_reports(tmp_path: Path) -> None:
     torch.save({"model": Sam2Model(PRESETS["tiny"]).state_dict()}, path)
     assert load_model(path).image_size == 128
     assert load_model(path.rename(tmp_path / "other.pt"), image_size=512).image_size == 512
+
+
+def test_image_size_override_keeps_the_options_saved_beside_the_weights(tmp_path: Path) -> None:
+    """``--image-size`` on a safetensors file changes the input size only. The embedded nano-box
+    and nano-track answer the box through ``box_mask_prompt``; rebuilding them from the bare
+    preset dropped it (nano-track's boxed slices of two validation phantoms, CT and T1, fell from
+    0.90 to 0.47 with ``--image-size 256``, its own size)."""
+    torch.manual_seed(0)
+    saved = PRESETS["tiny"].replace(box_mask_prompt=True, dynamic_multimask_via_stability=False)
+    path = save_model(Sam2Model(saved), tmp_path / "boxed.safetensors")
+    for size in (128, 256):
+        assert load_model(path, image_size=size).config == saved.replace(image_size=size)
+    with pytest.raises(ConfigError, match="multiple of 32, got 100"):
+        load_model(path, image_size=100)

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from medsam2.config import ModelConfig
 from medsam2.errors import CheckpointError
-from medsam2.model.presets import PRESETS, get_preset
+from medsam2.model.presets import PRESETS, check_image_size, get_preset
 from medsam2.model.sam2_model import Sam2Model
 
 __all__ = ["load_model", "save_model", "read_state_dict", "detect_preset", "Detection", "input_size_for"]
@@ -213,7 +213,9 @@ def load_model(
                 "%s: input size %d px: %s", p, image_size, why
             )
     if image_size is not None:
-        cfg = get_preset(cfg.name, image_size) if cfg.name in PRESETS else cfg.replace(image_size=image_size)
+        # only the input size changes: a config read beside the file keeps its model options
+        # (e.g. the embedded nano-box's and nano-track's dense box prompt)
+        cfg = cfg.replace(image_size=check_image_size(image_size))
     diffs = _differences(_signature_of(cfg), sd)
     if diffs:
         raise CheckpointError(f"{p}: does not match {cfg.name}: {'; '.join(diffs[:5])}")

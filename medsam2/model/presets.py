@@ -12,7 +12,7 @@ import dataclasses
 from medsam2.config import HieraConfig, ModelConfig
 from medsam2.errors import ConfigError
 
-__all__ = ["PRESETS", "get_preset", "preset_names"]
+__all__ = ["PRESETS", "check_image_size", "get_preset", "preset_names"]
 
 _TRUNKS: dict[str, HieraConfig] = {
     "t": HieraConfig(embed_dim=96, num_heads=1, stages=(1, 2, 7, 2), global_att_blocks=(5, 7, 9)),
@@ -141,8 +141,11 @@ def get_preset(name: str, image_size: int | None = None) -> ModelConfig:
     if key not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     cfg = PRESETS[key]
-    if image_size is not None:
-        if image_size <= 0 or image_size % 32:
-            raise ConfigError(f"image_size must be a positive multiple of 32, got {image_size}")
-        cfg = cfg.replace(image_size=image_size)
-    return cfg
+    return cfg if image_size is None else cfg.replace(image_size=check_image_size(image_size))
+
+
+def check_image_size(image_size: int) -> int:
+    """``image_size`` if the model can take it (a positive multiple of 32), else a ConfigError."""
+    if image_size <= 0 or image_size % 32:
+        raise ConfigError(f"image_size must be a positive multiple of 32, got {image_size}")
+    return image_size
