@@ -14,8 +14,9 @@ self-sorting memory). Per draw of validation seeds (shapes / One-Prompt twins, p
 
 Each counts once in the mean. Single draws are noisy: the One-Prompt figures of one checkpoint
 moved from 0.41 to 0.74 (cells) and 0.46 to 0.18 (fundus) between the two default draws, and runs
-of one recipe from two training seeds differed by 0.04 in the mean (docs/embedded_model.md,
-stage 7e). Choose on the mean over draws, and treat differences below that spread as ties.
+of one recipe from two training seeds differed by 0.078 in the mean on one draw and 0.024 over
+three (docs/embedded_model.md, stage 7e). Choose on the mean over draws, and treat differences
+below that spread as ties.
 
     python benchmarks/select_embedded.py --checkpoint A.safetensors [--checkpoint B ...]
         [--draws 6000:8000:5000,7000:8100:5100] [--threads 1] [--json out.json]
