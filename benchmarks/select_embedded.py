@@ -29,7 +29,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -91,34 +91,42 @@ def parse_draws(text: str) -> list[Draw]:
     return draws
 
 
-def _volume_figure(rows: list[dict], field: str) -> float:
-    return mean(r[field] for r in rows if r["method"].endswith(f"/{MEMORY}"))
+def figures(models: dict[str, Sam2Model], draw: Draw) -> dict[str, dict[str, float]]:
+    """The ten validation figures of each model on one draw, by model label. Each case and its
+    baselines are made once for all the models."""
+    out: dict[str, dict[str, float]] = {label: {} for label in models}
 
+    def volume_figures(rows: list[dict[str, Any]], fields: dict[str, str]) -> None:
+        for label in models:
+            for name, field in fields.items():
+                out[label][name] = mean(r[field] for r in rows if r["method"] == f"{label}/{MEMORY}")
 
-def figures(label: str, model: Sam2Model, draw: Draw) -> dict[str, float]:
-    """The ten validation figures of one model on one draw."""
-    models = {label: model}
     shapes = run_3d(shape_cases(24, draw.shapes), models, [MEMORY])
-    out = {"shapes": _volume_figure(shapes, "prompted"), "shapes 3D": _volume_figure(shapes, "dice")}
+    volume_figures(shapes, {"shapes": "prompted", "shapes 3D": "dice"})
     for weighting, cases in (("CT", 2), ("T1", 1), ("T2", 1)):
         rows = run_3d(phantom_cases(weighting, cases, draw.phantoms), models, [MEMORY])
-        out[f"{weighting} 3D"] = _volume_figure(rows, "dice")
+        volume_figures(rows, {f"{weighting} 3D": "dice"})
     spec3d = f"synth:seed={draw.generator};cases=40;size=128;depth=10"
     spec2d = f"synth2d:seed={draw.generator};cases=192;size=128;families=24"
     for name, spec, recipe in (("gen 3D", spec3d, "3d"), ("gen OP", spec2d, "2d-one-prompt")):
         data = open_dataset(spec, cache_cases=192)
         cfg = TrainConfig(data=spec, recipe=recipe, memory=MEMORY, val_prompt="box")
-        out[name] = validate(model, data, list(range(len(data))), cfg).dice
+        for label, model in models.items():
+            out[label][name] = validate(model, data, list(range(len(data))), cfg).dice
     for name, images in (
         ("cells OP", cells_images(seed=draw.shapes)),
         ("fundus OP", fundus_images(seed=draw.shapes)),
     ):
-        out[name] = mean(one_prompt_study(models, *images, "box")["dice"][label][1])
-    others = []
+        study = one_prompt_study(models, *images, "box")
+        for label in models:
+            out[label][name] = mean(study["dice"][label][1])
+    copies: dict[str, list[float]] = {label: [] for label in models}
     for case in phantom_cases("CT", 2, draw.phantoms):
-        _, copies = copy_scores(model, case.volume, case.truth, 9)
-        others.append(float(np.mean(copies)))
-    out["copy"] = mean(others)
+        for label, model in models.items():
+            _, others = copy_scores(model, case.volume, case.truth, 9)
+            copies[label].append(float(np.mean(others)))
+    for label in models:
+        out[label]["copy"] = mean(copies[label])
     return out
 
 
@@ -147,12 +155,12 @@ def main() -> None:
     draws = parse_draws(args.draws)
     torch.set_num_threads(args.threads)
     models, files = load_models(args.checkpoint)
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    for label, model in models.items():
-        for draw in draws:
-            start = time.perf_counter()
-            results.setdefault(label, {})[str(draw)] = figures(label, model, draw)
-            print(f"  {label} draw {draw}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    results: dict[str, dict[str, dict[str, float]]] = {label: {} for label in models}
+    for draw in draws:
+        start = time.perf_counter()
+        for label, figs in figures(models, draw).items():
+            results[label][str(draw)] = figs
+        print(f"  draw {draw}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
     lines = [*(f"- `{k}`: {v}" for k, v in files.items()), "", *table(results)]
     print("\n".join(lines))
     if args.json:
