@@ -187,7 +187,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--first-seed", type=int, default=9000, help="phantom seeds and the shapes' generator seed"
     )
-    ap.add_argument("--memory", default="self-sorting,fifo", help="3D memory policies, comma-separated")
+    ap.add_argument(
+        "--memory",
+        default="self-sorting,fifo",
+        help="3D memory policies, comma-separated; box-chain: box chaining instead of the memory",
+    )
     ap.add_argument("--planes", default="axial,coronal,sagittal", help="MNI152 planes")
     ap.add_argument("--only", default=",".join(REPORT), help=f"studies among {','.join(STUDIES)},phantoms")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")

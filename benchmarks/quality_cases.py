@@ -90,7 +90,8 @@ def prompt_box(truth: np.ndarray, slice_axis: int) -> VoxelBox:
 
 
 def run_case(case: Case3D, models: dict[str, Sam2Model], memories: list[str]) -> list[dict[str, Any]]:
-    """Rows (one per method) for one case: every model x memory, then the three baselines."""
+    """Rows (one per method) for one case: every model x memory, then the three baselines.
+    ``memories`` are memory policies, or "box-chain" for box chaining instead of the memory."""
     geom = slice_geometry(case.volume, case.plane)
     assert geom.slice_axis is not None
     box = prompt_box(case.truth, geom.slice_axis)
@@ -103,7 +104,10 @@ def run_case(case: Case3D, models: dict[str, Sam2Model], memories: list[str]) ->
         for memory in memories:
             start = time.perf_counter()
             obj = VolumeObject(1, case.structure, boxes=(box,))
-            res = segment_volume(model, case.volume, [obj], axis=case.plane, memory=memory)
+            if memory == "box-chain":  # the other tracker (medsam2.engine.box_chain)
+                res = segment_volume(model, case.volume, [obj], axis=case.plane, tracker="box-chain")
+            else:
+                res = segment_volume(model, case.volume, [obj], axis=case.plane, memory=memory)
             assert res.geometry == geom
             pred = volume_to_frames(res.labels == 1, geom)
             seconds = time.perf_counter() - start

@@ -203,8 +203,13 @@ def segment_volume(
     direction: Direction = "both",
     progress: bool = False,
     speed: str = "exact",
+    tracker: str = "memory",
 ) -> VolumeSegmentation:
     """Segment `objects` through `volume` from their prompts; see the module docstring.
+
+    tracker: "memory" (SAM 2's memory path) or "box-chain" (each slice boxed from the previous
+    slice's mask, stopped where the answer stops looking like the object;
+    `medsam2.engine.box_chain`).
 
     speed: "exact" (SAM 2's float32 math) or "fast" (bf16 encoder and memory modules where
     the device supports it; `medsam2.engine.speed`).
@@ -233,7 +238,9 @@ def segment_volume(
     )
     # one prompt set, one propagation, no corrections: keep memory flat in the number of slices
     options = memory_options or {}
-    vp = VideoPredictor(model, memory=memory, progress=progress, speed=speed, one_shot=True, **options)
+    vp = VideoPredictor(
+        model, memory=memory, progress=progress, speed=speed, one_shot=True, tracker=tracker, **options
+    )
     vp.start(ArrayFrames(frames01, name=volume.source))
     bounds = {o.obj_id: b for o in objects if (b := _add_prompts(vp, volume, geom, o)) is not None}
     acc = LabelAccumulator(geom.num_frames, geom.frame_size, tuple(sorted(ids)), bounds)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from medsam2.engine.box_chain import BoxChain, ChainState, box_from_logits, consistent, mask_intensity
 from medsam2.engine.memory import MemoryEntry
 from medsam2.engine.retention import expiry_schedule, release
 from medsam2.engine.session import FrameOutput, FramePrompt, FrameResult, InferenceSession, ObjectState
@@ -23,7 +24,15 @@ from medsam2.errors import PromptError
 from medsam2.model.memory_kv import MemoryKeys
 from medsam2.model.sam2_model import DecoderOutput, FrameFeatures, MemoryInput, PointerInput, Sam2Model
 
-__all__ = ["Direction", "frame_features", "prompt_frame", "track_frame", "propagate", "frame_output"]
+__all__ = [
+    "Direction",
+    "frame_features",
+    "prompt_frame",
+    "track_frame",
+    "chain_frame",
+    "propagate",
+    "frame_output",
+]
 
 log = logging.getLogger(__name__)
 Direction = Literal["both", "forward", "backward"]
@@ -221,6 +230,68 @@ def track_frame(
     return _store(model, session, obj, frame, feats, out, prompted=False, reverse=reverse, binarize=False)
 
 
+def start_chain(session: InferenceSession, obj: ObjectState, frame: int) -> ChainState:
+    """A chain from ``obj``'s prompted ``frame``: its mask, and the intensity under it."""
+    res = obj.results.get(frame)
+    if res is None:
+        return ChainState()
+    logits = res.low_res_logits.detach()
+    reference = mask_intensity(session.source.load(frame, session.image_size), logits)
+    return ChainState(logits if reference is not None else None, reference)
+
+
+def chain_frame(
+    model: Sam2Model,
+    session: InferenceSession,
+    obj: ObjectState,
+    frame: int,
+    reverse: bool,
+    state: ChainState,
+    chain: BoxChain,
+) -> FrameResult | None:
+    """Segment `obj` on an unprompted `frame` from a box around its mask on the previous frame of
+    the pass (`medsam2.engine.box_chain`), without memory. None, and the chain stopped, when
+    there is nothing to chain from or the answer no longer looks like the object."""
+    if state.last is None:
+        return None
+    points = box_from_logits(state.last, session.image_size, chain.margin)
+    if points is None:
+        state.last = None
+        return None
+    feats = frame_features(model, session, frame)
+    pix = model.add_no_memory(feats)
+    out = model.decode(pix, feats.high_res, points, model.box_dense_prompt(points), False)
+    found = mask_intensity(session.source.load(frame, session.image_size), out.low_res_masks)
+    if float(out.object_score_logits[0, 0]) <= 0 or not consistent(chain, state.reference, found):
+        state.last = None
+        return None
+    state.last = out.low_res_masks.detach().float()
+    return _store(model, session, obj, frame, feats, out, prompted=False, reverse=reverse, binarize=False)
+
+
+def _lead_ins(
+    model: Sam2Model, session: InferenceSession, start: int, chain: BoxChain
+) -> dict[int, ChainState]:
+    """Box chaining with direction "both": an object first prompted after the forward pass's
+    ``start`` is chained backward from that prompt down to ``start`` before the passes run (the
+    forward pass reaches those frames before the object's prompt). Its results stay in
+    ``obj.results`` for the forward pass; returns each such object's chain as it arrived at
+    ``start``, to continue the backward pass from."""
+    states = {}
+    for obj in session.objects.values():
+        first = min(obj.prompts)
+        if first <= start:
+            continue
+        state = start_chain(session, obj, first)
+        for frame in range(first - 1, start - 1, -1):
+            if frame in obj.prompts:
+                state = start_chain(session, obj, frame)
+            elif chain_frame(model, session, obj, frame, True, state, chain) is None:
+                break
+        states[obj.obj_id] = state
+    return states
+
+
 def frame_output(session: InferenceSession, frame: int, obj_ids: list[int] | None = None) -> FrameOutput:
     """Masks of the given objects (default: all) on `frame`, resampled to the frame's size.
 
@@ -314,6 +385,8 @@ def propagate(
     _begin(model, session)
     plan = [(frame, reverse) for reverse, order in passes for frame in order]
     schedules = _schedules(session, plan)
+    chain = session.box_chain
+    lead_ins = _lead_ins(model, session, passes[0][1].start, chain) if chain and len(passes) == 2 else {}
     step = 0
     bar = None
     if progress:
@@ -321,11 +394,25 @@ def propagate(
 
         bar = tqdm(total=sum(len(r) for _, r in passes), desc="propagate", unit="frame")
     for reverse, order in passes:
+        chains: dict[int, ChainState] = {}
+        if chain is not None and reverse and len(order):  # the backward pass goes on from its frame + 1
+            for obj in session.objects.values():
+                chains[obj.obj_id] = (
+                    start_chain(session, obj, order[0] + 1)
+                    if order[0] + 1 in obj.prompts
+                    else lead_ins.get(obj.obj_id, ChainState())
+                )
         for i, frame in enumerate(order):
             encode_ahead(model, session, order[i:])
             for obj in session.objects.values():
-                if frame not in obj.prompts:
-                    track_frame(model, session, obj, frame, reverse)
+                if chain is None:
+                    if frame not in obj.prompts:
+                        track_frame(model, session, obj, frame, reverse)
+                elif frame in obj.prompts:
+                    chains[obj.obj_id] = start_chain(session, obj, frame)
+                elif frame not in obj.results:  # not already chained backward from a later prompt
+                    state = chains.setdefault(obj.obj_id, ChainState())
+                    chain_frame(model, session, obj, frame, reverse, state, chain)
                 obj.tracked[frame] = reverse
             if bar is not None:
                 bar.update(1)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from medsam2.engine.box_chain import BoxChain
 from medsam2.engine.frames import FrameSource
 from medsam2.engine.key_cache import KeyCache
 from medsam2.engine.memory import MemoryEntry, MemoryPolicy
@@ -173,6 +174,9 @@ class InferenceSession:
     # each unprompted memory once no frame still to be decoded can read it, so memory stays flat in
     # the number of frames; masks are unchanged, but frames cannot be corrected afterwards
     one_shot: bool = False
+    # None: track unprompted frames through the memory (SAM 2); else box chaining
+    # (`medsam2.engine.box_chain`) with these settings
+    box_chain: BoxChain | None = None
 
     @property
     def num_frames(self) -> int:

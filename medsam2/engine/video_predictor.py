@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medsam2.engine.box_chain import BoxChain, check_tracker
 from medsam2.engine.frames import ArrayFrames, FrameSource, ImageFolderFrames, ImageListFrames
 from medsam2.engine.memory import MemoryPolicy, make_policy
 from medsam2.engine.propagation import Direction, frame_output, prompt_frame, propagate
@@ -72,7 +73,10 @@ class VideoPredictor:
     the device supports it; see `medsam2.engine.speed`). one_shot: propagate with memory flat in
     the number of frames (each frame's result and memory dropped once no later frame can read
     them; same masks), for jobs that never correct a frame afterwards (`segment_volume`); a
-    prompt on an already propagated frame of the same object is then refused.
+    prompt on an already propagated frame of the same object is then refused. tracker: how
+    unprompted frames are segmented: "memory" (default; SAM 2's memory attention) or
+    "box-chain" (a box around the previous frame's mask, for slices of a volume; a `BoxChain`
+    gives its settings; see `medsam2.engine.box_chain`).
     """
 
     def __init__(
@@ -83,9 +87,14 @@ class VideoPredictor:
         progress: bool = False,
         speed: str | SpeedPlan = "exact",
         one_shot: bool = False,
+        tracker: str | BoxChain = "memory",
         **memory_options: Any,
     ) -> None:
         self.model = model
+        if isinstance(tracker, BoxChain):
+            self.box_chain: BoxChain | None = tracker
+        else:
+            self.box_chain = BoxChain() if check_tracker(tracker) == "box-chain" else None
         self.one_shot = bool(one_shot)
         self.speed = speed_plan(speed, model.device)
         self.memory = memory
@@ -120,6 +129,7 @@ class VideoPredictor:
             device=self.model.device,
             speed=self.speed,
             one_shot=self.one_shot,
+            box_chain=self.box_chain,
         )
         return self.session
 

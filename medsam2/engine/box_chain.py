@@ -1,0 +1,122 @@
+"""Box chaining: propagate through a volume by boxing each slice from the previous slice's mask.
+
+An alternative to the memory path for models whose box answer is better than their memory (the
+embedded ``nano-track``; docs/embedded_model.md, "Box chaining"). Each tracked slice is decoded
+without memory, from a box: the tight box of the previous slice's mask (in pass order), widened by
+``margin`` of its size on each side (default 0: a widened box grows from slice to slice). A box
+is always answered with *something*, so the chain stops where the answer stops looking like the
+object: the mean intensity under the new mask must stay within ``tolerance`` standard deviations
+of the mean under the mask of the prompted slice the pass started from (both on the frames the
+model sees). Once stopped, the pass leaves the
+object empty until it reaches another prompted slice, which restarts the chain.
+
+What a box cannot carry: an object that splits into parts far apart (the box spans them and the
+answer is one blob), or one that touches a neighbour of the same intensity (the check cannot see
+the drift). The memory path (SAM 2's own) remains the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from medsam2.errors import ConfigError
+
+__all__ = [
+    "BoxChain",
+    "ChainState",
+    "TRACKERS",
+    "box_from_logits",
+    "mask_intensity",
+    "consistent",
+    "check_tracker",
+]
+
+TRACKERS = ("memory", "box-chain")  # SAM 2's memory path (the default), or box chaining
+
+
+@dataclass(frozen=True)
+class BoxChain:
+    """Settings of box chaining (defaults chosen on validation volumes; docs/embedded_model.md).
+
+    margin: the box is the previous mask's tight box widened by this fraction of its width and
+    height on each side (>= 0). tolerance: the chain stops when the mean intensity under the new
+    mask differs from the prompted slice's by more than this many of its standard deviations
+    (> 0). min_std: the floor of that standard deviation, in the model's normalised units, so that
+    a uniform object does not stop on noise.
+    """
+
+    margin: float = 0.0
+    tolerance: float = 2.0
+    min_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if not self.margin >= 0:
+            raise ConfigError(f"box chain margin must be >= 0, got {self.margin!r}")
+        if not self.tolerance > 0:
+            raise ConfigError(f"box chain tolerance must be > 0, got {self.tolerance!r}")
+        if not self.min_std > 0:
+            raise ConfigError(f"box chain min_std must be > 0, got {self.min_std!r}")
+
+
+@dataclass
+class ChainState:
+    """One object's chain within one propagation pass.
+
+    last: (1, 1, h, w) logits of the previous slice in pass order (None: nothing to chain from);
+    reference: (mean, std) of the intensity under the mask of the prompted slice that started it.
+    """
+
+    last: Tensor | None = None
+    reference: tuple[float, float] | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.last is None
+
+
+def box_from_logits(logits: Tensor, image_size: int, margin: float) -> tuple[Tensor, Tensor] | None:
+    """The decoder's box prompt for the mask ``logits`` (1, 1, h, w) (> 0: inside): corners
+    (1, 2, 2) in model pixels and labels (1, 2) = (2, 3); None when the mask is empty."""
+    mask = F.interpolate(logits.float(), size=(image_size, image_size), mode="bilinear", align_corners=False)
+    inside = mask[0, 0] > 0
+    rows, cols = torch.nonzero(inside.any(dim=1)).flatten(), torch.nonzero(inside.any(dim=0)).flatten()
+    if not len(rows):
+        return None
+    x0, x1, y0, y1 = (float(v) for v in (cols[0], cols[-1], rows[0], rows[-1]))
+    dx, dy = margin * (x1 - x0 + 1), margin * (y1 - y0 + 1)
+    top = image_size - 1
+    corners = torch.tensor([[max(x0 - dx, 0.0), max(y0 - dy, 0.0)], [min(x1 + dx, top), min(y1 + dy, top)]])
+    return corners[None].to(logits.device), torch.tensor([[2, 3]], dtype=torch.int32, device=logits.device)
+
+
+def mask_intensity(frame: Tensor, logits: Tensor) -> tuple[float, float] | None:
+    """(mean, std) of ``frame`` (C, S, S), averaged over channels, under the mask ``logits``
+    (1, 1, h, w) resampled to S x S; None when the mask is empty."""
+    image = frame.float().mean(dim=0)
+    inside = F.interpolate(logits.float(), size=image.shape, mode="bilinear", align_corners=False)[0, 0] > 0
+    values = image[inside.to(image.device)]
+    if values.numel() == 0:
+        return None
+    std = float(values.std()) if values.numel() > 1 else 0.0
+    return float(values.mean()), std
+
+
+def consistent(
+    chain: BoxChain, reference: tuple[float, float] | None, found: tuple[float, float] | None
+) -> bool:
+    """Whether a chained mask with intensity ``found`` still looks like the ``reference`` object."""
+    if found is None or reference is None:
+        return False
+    mean, std = reference
+    return abs(found[0] - mean) <= chain.tolerance * max(std, chain.min_std)
+
+
+def check_tracker(tracker: str) -> str:
+    """``tracker`` if known, else a ConfigError naming the choices."""
+    if tracker not in TRACKERS:
+        raise ConfigError(f"tracker must be one of {', '.join(TRACKERS)}, got {tracker!r}")
+    return tracker

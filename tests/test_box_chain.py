@@ -1,0 +1,163 @@
+"""Box chaining (`medsam2.engine.box_chain`): its pieces, and what it does on a real volume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medsam2.engine.box_chain import BoxChain, box_from_logits, check_tracker, consistent, mask_intensity
+from medsam2.errors import ConfigError
+
+
+def _logits(rows: slice, cols: slice, size: int = 16) -> torch.Tensor:
+    out = torch.full((1, 1, size, size), -8.0)
+    out[0, 0, rows, cols] = 8.0
+    return out
+
+
+def test_box_from_logits_is_the_tight_box_in_model_pixels_widened_and_clipped() -> None:
+    # low-res cells 4..7 (rows) x 2..9 (columns) of 16, image 64 px: 4 px per cell
+    points = box_from_logits(_logits(slice(4, 8), slice(2, 10)), 64, 0.0)
+    assert points is not None
+    corners, labels = points
+    assert labels.tolist() == [[2, 3]]
+    x0, y0, x1, y1 = corners.reshape(-1).tolist()
+    # bilinear resampling puts the edge half a cell inside the cells' outer pixels
+    assert 6 <= x0 <= 10 and 37 <= x1 <= 41 and 14 <= y0 <= 18 and 29 <= y1 <= 33
+    wide = box_from_logits(_logits(slice(4, 8), slice(2, 10)), 64, 0.25)
+    assert wide is not None
+    wx0, wy0, wx1, wy1 = wide[0].reshape(-1).tolist()
+    assert wx0 == pytest.approx(x0 - 0.25 * (x1 - x0 + 1)) and wy1 == pytest.approx(y1 + 0.25 * (y1 - y0 + 1))
+    edge = box_from_logits(_logits(slice(0, 16), slice(0, 16)), 64, 0.5)
+    assert edge is not None and edge[0].reshape(-1).tolist() == [0.0, 0.0, 63.0, 63.0]
+    assert box_from_logits(torch.full((1, 1, 16, 16), -8.0), 64, 0.1) is None
+
+
+def test_mask_intensity_and_the_consistency_rule() -> None:
+    frame = torch.zeros(3, 64, 64)
+    frame[:, 16:32, 16:32] = 2.0  # an object of intensity 2 in the model's normalised units
+    frame[:, 40:56, 40:56] = 1.0  # a darker neighbour
+    ref = mask_intensity(frame, _logits(slice(4, 8), slice(4, 8)))
+    assert ref is not None and ref[0] == pytest.approx(2.0, abs=0.05) and ref[1] < 0.2
+    other = mask_intensity(frame, _logits(slice(10, 14), slice(10, 14)))
+    assert other is not None and other[0] == pytest.approx(1.0, abs=0.05)
+    assert mask_intensity(frame, torch.full((1, 1, 16, 16), -8.0)) is None
+    chain = BoxChain(tolerance=1.5, min_std=0.1)
+    assert consistent(chain, ref, ref)
+    assert consistent(chain, (2.0, 0.0), (2.14, 0.0))  # within 1.5 x the floor of the spread
+    assert not consistent(chain, (2.0, 0.0), (2.16, 0.0))
+    assert not consistent(chain, ref, other)  # drifted onto the neighbour
+    assert not consistent(chain, ref, None) and not consistent(chain, None, ref)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"margin": -0.1}, "margin must be >= 0"),
+        ({"tolerance": 0.0}, "tolerance must be > 0"),
+        ({"min_std": float("nan")}, "min_std must be > 0"),
+    ],
+)
+def test_box_chain_settings_are_checked(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        BoxChain(**kwargs)
+
+
+def test_unknown_tracker_is_refused_with_the_choices() -> None:
+    assert check_tracker("box-chain") == "box-chain"
+    with pytest.raises(ConfigError, match=r"tracker must be one of memory, box-chain, got 'boxes'"):
+        check_tracker("boxes")
+
+
+@pytest.fixture(scope="module")
+def track_model():  # noqa: ANN201
+    from medsam2 import load_model
+    from medsam2.model.embedded import checkpoint_path
+
+    path = checkpoint_path("nano-track")
+    assert path is not None
+    torch.manual_seed(0)
+    return load_model(path)
+
+
+def _box(truth: np.ndarray) -> tuple[int, tuple[int, int, int], tuple[int, int, int]]:
+    k = int(truth.sum((0, 1)).argmax())
+    xs, ys = np.nonzero(truth[:, :, k])
+    return k, (int(xs.min()), int(ys.min()), k), (int(xs.max()), int(ys.max()), k)
+
+
+def test_box_chain_follows_a_phantom_organ_and_stops_at_its_ends(track_model) -> None:  # noqa: ANN001
+    """The embedded nano-track on a validation CT phantom (seed 8000): one box on the spleen's
+    largest slice. Box chaining scores above the copy-mask baseline (the true boxed-slice mask on
+    every true slice), where the memory path scores below it, and leaves no voxel more than two
+    slices past the organ's ends (the chain stopped)."""
+    from medsam2.data.phantoms import ct_phantom
+    from medsam2.evaluation.metrics import dice_np
+    from medsam2.volume import VolumeObject, VoxelBox, segment_volume
+
+    ph = ct_phantom(seed=8000)
+    truth = ph.label == 4
+    k, lo, hi = _box(truth)
+    obj = VolumeObject(1, "spleen", boxes=(VoxelBox(lo, hi),))
+    chained = segment_volume(track_model, ph.volume, [obj], tracker="box-chain").labels == 1
+    memory = segment_volume(track_model, ph.volume, [obj]).labels == 1
+    slices = np.flatnonzero(truth.any((0, 1)))
+    copy = np.zeros_like(truth)
+    copy[:, :, slices] = truth[:, :, k : k + 1]
+    assert dice_np(chained, truth) > dice_np(copy, truth) > dice_np(memory, truth)
+    found = np.flatnonzero(chained.any((0, 1)))
+    assert found.min() >= slices.min() - 2 and found.max() <= slices.max() + 2
+
+
+def test_box_chain_reaches_back_from_an_object_prompted_later(track_model) -> None:  # noqa: ANN001
+    """Two objects boxed on different slices: the later one is chained backward from its own
+    prompt (before the forward pass starts at the earlier one), so each object comes out as it
+    does alone, apart from pixels the other object wins."""
+    from medsam2.data.phantoms import ct_phantom
+    from medsam2.volume import VolumeObject, VoxelBox, segment_volume
+
+    ph = ct_phantom(seed=8000)
+    objects = []
+    for oid, value in ((1, 3), (2, 4)):  # left kidney, spleen
+        k, lo, hi = _box(ph.label == value)
+        objects.append(VolumeObject(oid, str(value), boxes=(VoxelBox(lo, hi),)))
+    ks = [o.boxes[0].corner0[2] for o in objects]
+    assert ks[0] != ks[1]  # prompted on different slices
+    both = segment_volume(track_model, ph.volume, objects, tracker="box-chain").labels
+    for obj in objects:
+        alone = segment_volume(track_model, ph.volume, [obj], tracker="box-chain").labels == obj.obj_id
+        mine = both == obj.obj_id
+        assert alone.sum() > 500
+        assert not (mine & ~alone).any()  # nothing that the object alone does not have
+        lost = alone & ~mine
+        assert (both[lost] != 0).all()  # what it lost, the other object took
+        assert lost.sum() < 0.05 * alone.sum()
+
+
+def test_box_chain_in_an_interactive_session_runs_each_direction(track_model) -> None:  # noqa: ANN001
+    """VideoPredictor with tracker="box-chain" (not one-shot): forward-only leaves the slices before
+    the prompt empty, backward-only those after it, and "both" is their union."""
+    from medsam2 import VideoPredictor
+    from medsam2.data.phantoms import ct_phantom
+    from medsam2.preprocessing import normalize_volume
+
+    ph = ct_phantom(seed=8000)
+    frames = np.moveaxis(normalize_volume(ph.volume, None), 2, 0)[:, ::-1].transpose(
+        0, 2, 1
+    )  # any order works
+    truth = np.moveaxis(ph.label == 4, 2, 0)[:, ::-1].transpose(0, 2, 1)
+    k = int(truth.sum((1, 2)).argmax())
+    ys, xs = np.nonzero(truth[k])
+    vp = VideoPredictor(track_model, tracker="box-chain")
+    vp.start(np.ascontiguousarray(frames, dtype=np.float32))
+    vp.add_prompt(k, 1, box=[int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())])
+    masks = {
+        d: {f: o.masks[0].numpy() for f, o in vp.segment(d).items()} for d in ("forward", "backward", "both")
+    }
+    assert all(not masks["forward"].get(f, np.zeros(1, bool)).any() for f in range(k))
+    assert all(not masks["backward"].get(f, np.zeros(1, bool)).any() for f in range(k + 1, len(frames)))
+    for f in range(len(frames)):
+        ref = masks["forward"][f] if f >= k else masks["backward"][f]
+        assert np.array_equal(masks["both"][f], ref)
+    assert sum(int(m.any()) for m in masks["both"].values()) > 5
