@@ -279,9 +279,9 @@ def _lead_ins(
     ``start``, to continue the backward pass from."""
     states = {}
     for obj in session.objects.values():
-        first = min(obj.prompts)
-        if first <= start:
+        if not obj.prompts or min(obj.prompts) <= start:
             continue
+        first = min(obj.prompts)
         state = start_chain(session, obj, first)
         for frame in range(first - 1, start - 1, -1):
             if frame in obj.prompts:
