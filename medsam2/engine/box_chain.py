@@ -18,12 +18,18 @@ the drift). The memory path (SAM 2's own) remains the default.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from medsam2.engine.frame_steps import frame_features, store_result
 from medsam2.errors import ConfigError
+
+if TYPE_CHECKING:
+    from medsam2.engine.session import FrameResult, InferenceSession, ObjectState
+    from medsam2.model.sam2_model import Sam2Model
 
 __all__ = [
     "BoxChain",
@@ -120,3 +126,65 @@ def check_tracker(tracker: str) -> str:
     if tracker not in TRACKERS:
         raise ConfigError(f"tracker must be one of {', '.join(TRACKERS)}, got {tracker!r}")
     return tracker
+
+
+def start_chain(session: InferenceSession, obj: ObjectState, frame: int) -> ChainState:
+    """A chain from ``obj``'s prompted ``frame``: its mask, and the intensity under it."""
+    res = obj.results.get(frame)
+    if res is None:
+        return ChainState()
+    logits = res.low_res_logits.detach()
+    reference = mask_intensity(session.source.load(frame, session.image_size), logits)
+    return ChainState(logits if reference is not None else None, reference)
+
+
+def chain_frame(
+    model: Sam2Model,
+    session: InferenceSession,
+    obj: ObjectState,
+    frame: int,
+    reverse: bool,
+    state: ChainState,
+    chain: BoxChain,
+) -> FrameResult | None:
+    """Segment `obj` on an unprompted `frame` from a box around its mask on the previous frame of
+    the pass (the module docstring), without memory. None, and the chain stopped, when
+    there is nothing to chain from or the answer no longer looks like the object."""
+    if state.last is None:
+        return None
+    points = box_from_logits(state.last, session.image_size, chain.margin)
+    if points is None:
+        state.last = None
+        return None
+    feats = frame_features(model, session, frame)
+    pix = model.add_no_memory(feats)
+    out = model.decode(pix, feats.high_res, points, model.box_dense_prompt(points), False)
+    found = mask_intensity(session.source.load(frame, session.image_size), out.low_res_masks)
+    if float(out.object_score_logits[0, 0]) <= 0 or not consistent(chain, state.reference, found):
+        state.last = None
+        return None
+    state.last = out.low_res_masks.detach().float()
+    return store_result(
+        model, session, obj, frame, feats, out, prompted=False, reverse=reverse, binarize=False
+    )
+
+
+def chain_lead_ins(
+    model: Sam2Model, session: InferenceSession, start: int, chain: BoxChain
+) -> dict[int, ChainState]:
+    """Box chaining with direction "both": an object first prompted after the forward pass's
+    ``start`` is chained backward from that prompt down to ``start`` before the passes run (the
+    forward pass reaches those frames before the object's prompt). Its results stay in
+    ``obj.results`` for the forward pass; returns each such object's chain as it arrived at
+    ``start``, to continue the backward pass from."""
+    states = {}
+    for obj in session.objects.values():
+        if not obj.prompts or min(obj.prompts) <= start:
+            continue
+        first = min(obj.prompts)  # no prompt of obj lies below it
+        state = start_chain(session, obj, first)
+        for frame in range(first - 1, start - 1, -1):
+            if chain_frame(model, session, obj, frame, True, state, chain) is None:
+                break
+        states[obj.obj_id] = state
+    return states

@@ -8,7 +8,7 @@ as a conditioning frame (a correction click is never overwritten by propagation)
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -16,67 +16,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medsam2.engine.box_chain import BoxChain, ChainState, box_from_logits, consistent, mask_intensity
+from medsam2.engine.box_chain import ChainState, chain_frame, chain_lead_ins, start_chain
+from medsam2.engine.frame_steps import encode_ahead, frame_features, store_result
 from medsam2.engine.memory import MemoryEntry
 from medsam2.engine.retention import expiry_schedule, release
 from medsam2.engine.session import FrameOutput, FramePrompt, FrameResult, InferenceSession, ObjectState
 from medsam2.errors import PromptError
 from medsam2.model.memory_kv import MemoryKeys
-from medsam2.model.sam2_model import DecoderOutput, FrameFeatures, MemoryInput, PointerInput, Sam2Model
+from medsam2.model.sam2_model import FrameFeatures, MemoryInput, PointerInput, Sam2Model
 
-__all__ = [
-    "Direction",
-    "frame_features",
-    "prompt_frame",
-    "track_frame",
-    "chain_frame",
-    "propagate",
-    "frame_output",
-]
+__all__ = ["Direction", "frame_features", "prompt_frame", "track_frame", "propagate", "frame_output"]
 
 log = logging.getLogger(__name__)
 Direction = Literal["both", "forward", "backward"]
-
-
-def _encode(model: Sam2Model, session: InferenceSession, frames: Sequence[int]) -> list[FrameFeatures]:
-    """Encode ``frames`` in one encoder call (a batch of len(frames)); one FrameFeatures each."""
-    x = torch.stack([session.source.load(i, session.image_size) for i in frames]).to(session.device)
-    speed = session.speed
-    if speed.exact:
-        f = model.encode_image(x)
-    else:
-        with speed.autocast("encoder"):
-            f = model.encode_image(x)
-        hr = None if f.high_res is None else (speed.restore(f.high_res[0]), speed.restore(f.high_res[1]))
-        f = FrameFeatures(speed.restore(f.vision), speed.restore(f.pos), hr)
-    if len(frames) == 1:
-        return [f]
-
-    def one(j: int) -> FrameFeatures:
-        hr = None if f.high_res is None else (f.high_res[0][j : j + 1], f.high_res[1][j : j + 1])
-        return FrameFeatures(f.vision[j : j + 1], f.pos[j : j + 1], hr)
-
-    return [one(j) for j in range(len(frames))]
-
-
-def frame_features(model: Sam2Model, session: InferenceSession, index: int) -> FrameFeatures:
-    """Encoded features of frame `index` (through the session's bounded cache)."""
-    return session.cache.get(index, lambda i: _encode(model, session, [i])[0])
-
-
-def encode_ahead(model: Sam2Model, session: InferenceSession, upcoming: Sequence[int]) -> None:
-    """Encode the next frames of a pass together (``speed.encode_batch`` per encoder call).
-
-    Called with the frames still to come, in order; when the first of them is not cached, it
-    and the next uncached ones (up to the batch size, and never more than the cache can keep
-    beside the frame being decoded) are encoded in one call and cached. A no-op with batch 1
-    (the default on the CPU, where one frame already fills the cores)."""
-    batch = min(session.speed.encode_batch, session.cache.capacity - 1)
-    if batch < 2 or not upcoming or upcoming[0] in session.cache:
-        return
-    frames = [f for f in upcoming[:batch] if f not in session.cache]
-    for f, feats in zip(frames, _encode(model, session, frames), strict=True):
-        session.cache.put(f, feats)
 
 
 def _model_points(session: InferenceSession, frame: int, prompt: FramePrompt) -> tuple[Tensor, Tensor] | None:
@@ -139,54 +91,6 @@ def _memory_inputs(
     return session.speed.restore(pix)
 
 
-def _store(
-    model: Sam2Model,
-    session: InferenceSession,
-    obj: ObjectState,
-    frame: int,
-    feats: FrameFeatures,
-    out: DecoderOutput,
-    prompted: bool,
-    reverse: bool,
-    binarize: bool,
-) -> FrameResult:
-    """Encode the frame's memory, keep the result and hand the memory to the policy."""
-    with session.speed.autocast("memory"):  # its features are stored in bf16 either way
-        mem, mem_pos = model.encode_memory(
-            feats.vision, out.high_res_masks, out.object_score_logits, binarize
-        )
-    mem_pos = session.speed.restore(mem_pos)
-    iou = out.ious[0].max().detach()  # the kept mask: best of several, or the single one
-    score = out.object_score_logits[0, 0].detach()  # both stay on the device: no host read here
-    entry = MemoryEntry(
-        frame_idx=frame,
-        prompted=prompted,
-        features=mem[0].to(session.memory_dtype),
-        pos_enc=mem_pos[0],
-        obj_ptr=out.obj_ptr[0],
-        iou=iou,
-        object_score=score,
-        image_embed=feats.vision[0] if obj.policy.needs_image_embed else None,
-    )
-    kept = out if session.keep_decoder_outputs else None
-    # only prompted results keep their memory (a new propagation starts from them); the
-    # policy holds what it needs of the others, so nothing per frame outlives its memory slot
-    result = FrameResult(
-        frame,
-        out.low_res_masks.float(),
-        score,
-        iou,
-        out.obj_ptr,
-        prompted,
-        reverse,
-        entry if prompted else None,
-        kept,
-    )
-    obj.results[frame] = result
-    obj.policy.add(entry)
-    return result
-
-
 def prompt_frame(model: Sam2Model, session: InferenceSession, obj_id: int, frame: int) -> FrameResult:
     """Decode `obj_id` on `frame` from that frame's prompts (SAM 2's add-points step).
 
@@ -217,7 +121,7 @@ def prompt_frame(model: Sam2Model, session: InferenceSession, obj_id: int, frame
             prev_logits = model.box_dense_prompt(points)
         multimask = model.use_multimask(is_init, prompt.num_points)
         out = model.decode(pix, feats.high_res, points, prev_logits, multimask)
-    return _store(model, session, obj, frame, feats, out, prompted=True, reverse=reverse, binarize=True)
+    return store_result(model, session, obj, frame, feats, out, prompted=True, reverse=reverse, binarize=True)
 
 
 def track_frame(
@@ -227,69 +131,9 @@ def track_frame(
     feats = frame_features(model, session, frame)
     pix = _memory_inputs(model, session, obj, frame, reverse, feats)
     out = model.decode(pix, feats.high_res, None, None, model.use_multimask(False, 0))
-    return _store(model, session, obj, frame, feats, out, prompted=False, reverse=reverse, binarize=False)
-
-
-def start_chain(session: InferenceSession, obj: ObjectState, frame: int) -> ChainState:
-    """A chain from ``obj``'s prompted ``frame``: its mask, and the intensity under it."""
-    res = obj.results.get(frame)
-    if res is None:
-        return ChainState()
-    logits = res.low_res_logits.detach()
-    reference = mask_intensity(session.source.load(frame, session.image_size), logits)
-    return ChainState(logits if reference is not None else None, reference)
-
-
-def chain_frame(
-    model: Sam2Model,
-    session: InferenceSession,
-    obj: ObjectState,
-    frame: int,
-    reverse: bool,
-    state: ChainState,
-    chain: BoxChain,
-) -> FrameResult | None:
-    """Segment `obj` on an unprompted `frame` from a box around its mask on the previous frame of
-    the pass (`medsam2.engine.box_chain`), without memory. None, and the chain stopped, when
-    there is nothing to chain from or the answer no longer looks like the object."""
-    if state.last is None:
-        return None
-    points = box_from_logits(state.last, session.image_size, chain.margin)
-    if points is None:
-        state.last = None
-        return None
-    feats = frame_features(model, session, frame)
-    pix = model.add_no_memory(feats)
-    out = model.decode(pix, feats.high_res, points, model.box_dense_prompt(points), False)
-    found = mask_intensity(session.source.load(frame, session.image_size), out.low_res_masks)
-    if float(out.object_score_logits[0, 0]) <= 0 or not consistent(chain, state.reference, found):
-        state.last = None
-        return None
-    state.last = out.low_res_masks.detach().float()
-    return _store(model, session, obj, frame, feats, out, prompted=False, reverse=reverse, binarize=False)
-
-
-def _lead_ins(
-    model: Sam2Model, session: InferenceSession, start: int, chain: BoxChain
-) -> dict[int, ChainState]:
-    """Box chaining with direction "both": an object first prompted after the forward pass's
-    ``start`` is chained backward from that prompt down to ``start`` before the passes run (the
-    forward pass reaches those frames before the object's prompt). Its results stay in
-    ``obj.results`` for the forward pass; returns each such object's chain as it arrived at
-    ``start``, to continue the backward pass from."""
-    states = {}
-    for obj in session.objects.values():
-        if not obj.prompts or min(obj.prompts) <= start:
-            continue
-        first = min(obj.prompts)
-        state = start_chain(session, obj, first)
-        for frame in range(first - 1, start - 1, -1):
-            if frame in obj.prompts:
-                state = start_chain(session, obj, frame)
-            elif chain_frame(model, session, obj, frame, True, state, chain) is None:
-                break
-        states[obj.obj_id] = state
-    return states
+    return store_result(
+        model, session, obj, frame, feats, out, prompted=False, reverse=reverse, binarize=False
+    )
 
 
 def frame_output(session: InferenceSession, frame: int, obj_ids: list[int] | None = None) -> FrameOutput:
@@ -386,7 +230,7 @@ def propagate(
     plan = [(frame, reverse) for reverse, order in passes for frame in order]
     schedules = _schedules(session, plan)
     chain = session.box_chain
-    lead_ins = _lead_ins(model, session, passes[0][1].start, chain) if chain and len(passes) == 2 else {}
+    lead_ins = chain_lead_ins(model, session, passes[0][1].start, chain) if chain and len(passes) == 2 else {}
     step = 0
     bar = None
     if progress:

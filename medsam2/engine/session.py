@@ -8,17 +8,20 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from medsam2.engine.box_chain import BoxChain
 from medsam2.engine.frames import FrameSource
 from medsam2.engine.key_cache import KeyCache
 from medsam2.engine.memory import MemoryEntry, MemoryPolicy
 from medsam2.engine.speed import EXACT, SpeedPlan
 from medsam2.model.sam2_model import DecoderOutput, FrameFeatures
+
+if TYPE_CHECKING:  # box_chain's steps import this module
+    from medsam2.engine.box_chain import BoxChain
 
 __all__ = ["FramePrompt", "FrameResult", "ObjectState", "FeatureCache", "InferenceSession", "FrameOutput"]
 
