@@ -91,20 +91,23 @@ def parse_draws(text: str) -> list[Draw]:
     return draws
 
 
-def figures(models: dict[str, Sam2Model], draw: Draw) -> dict[str, dict[str, float]]:
+def figures(models: dict[str, Sam2Model], draw: Draw, tracker: str = "memory") -> dict[str, dict[str, float]]:
     """The ten validation figures of each model on one draw, by model label. Each case and its
-    baselines are made once for all the models."""
+    baselines are made once for all the models. ``tracker``: how the volumes (shapes, phantoms,
+    ``gen 3D``) propagate, the memory or box chaining; One-Prompt sets and the copy test always
+    read the memory."""
     out: dict[str, dict[str, float]] = {label: {} for label in models}
+    method = MEMORY if tracker == "memory" else tracker
 
     def volume_figures(rows: list[dict[str, Any]], fields: dict[str, str]) -> None:
         for label in models:
             for name, field in fields.items():
-                out[label][name] = mean(r[field] for r in rows if r["method"] == f"{label}/{MEMORY}")
+                out[label][name] = mean(r[field] for r in rows if r["method"] == f"{label}/{method}")
 
-    shapes = run_3d(shape_cases(24, draw.shapes), models, [MEMORY])
+    shapes = run_3d(shape_cases(24, draw.shapes), models, [method])
     volume_figures(shapes, {"shapes": "prompted", "shapes 3D": "dice"})
     for weighting, cases in (("CT", 2), ("T1", 1), ("T2", 1)):
-        rows = run_3d(phantom_cases(weighting, cases, draw.phantoms), models, [MEMORY])
+        rows = run_3d(phantom_cases(weighting, cases, draw.phantoms), models, [method])
         volume_figures(rows, {f"{weighting} 3D": "dice"})
     spec3d = f"synth:seed={draw.generator};cases=40;size=128;depth=10"
     spec2d = f"synth2d:seed={draw.generator};cases=192;size=128;families=24"
@@ -112,7 +115,7 @@ def figures(models: dict[str, Sam2Model], draw: Draw) -> dict[str, dict[str, flo
         data = open_dataset(spec, cache_cases=192)
         cfg = TrainConfig(data=spec, recipe=recipe, memory=MEMORY, val_prompt="box")
         for label, model in models.items():
-            out[label][name] = validate(model, data, list(range(len(data))), cfg).dice
+            out[label][name] = validate(model, data, list(range(len(data))), cfg, tracker=tracker).dice
     for name, images in (
         ("cells OP", cells_images(seed=draw.shapes)),
         ("fundus OP", fundus_images(seed=draw.shapes)),
@@ -149,6 +152,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", action="append", help="repeat to compare; default: the embedded model")
     ap.add_argument("--draws", default=",".join(str(d) for d in DRAWS), help="SHAPES:PHANTOMS:GENERATOR,...")
+    ap.add_argument(
+        "--tracker",
+        default="memory",
+        choices=("memory", "box-chain"),
+        help="how the volumes propagate (One-Prompt sets and the copy test always read the memory)",
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -158,7 +167,7 @@ def main() -> None:
     results: dict[str, dict[str, dict[str, float]]] = {label: {} for label in models}
     for draw in draws:
         start = time.perf_counter()
-        for label, figs in figures(models, draw).items():
+        for label, figs in figures(models, draw, args.tracker).items():
             results[label][str(draw)] = figs
         print(f"  draw {draw}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
     lines = [*(f"- `{k}`: {v}" for k, v in files.items()), "", *table(results)]

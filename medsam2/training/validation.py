@@ -64,13 +64,14 @@ def _prompt(predictor: VideoPredictor, frame: int, obj_id: int, mask: np.ndarray
         predictor.add_prompt(frame, obj_id, mask=mask)
 
 
-def _predictor(model: Sam2Model, cfg: TrainConfig, frames: int) -> VideoPredictor:
+def _predictor(model: Sam2Model, cfg: TrainConfig, frames: int, tracker: str = "memory") -> VideoPredictor:
     opts = policy_options(model.config, cfg, cfg.seed)
-    return VideoPredictor(model, memory=cfg.memory, cache_size=max(1, min(frames, 64)), **opts)
+    cache = max(1, min(frames, 64))
+    return VideoPredictor(model, memory=cfg.memory, cache_size=cache, tracker=tracker, **opts)
 
 
 def _validate_3d(
-    model: Sam2Model, data: CaseSource, cases: list[int], cfg: TrainConfig
+    model: Sam2Model, data: CaseSource, cases: list[int], cfg: TrainConfig, tracker: str
 ) -> dict[int, list[float]]:
     axis = "axial" if cfg.axis == "random" else cfg.axis
     scores: dict[int, list[float]] = {}
@@ -78,7 +79,7 @@ def _validate_3d(
         cf = data.frames(i, axis)
         if not cf.classes:
             continue
-        predictor = _predictor(model, cfg, cf.num_frames)
+        predictor = _predictor(model, cfg, cf.num_frames, tracker)
         predictor.start(cf.image)
         for v in cf.classes:
             area = (cf.labels == v).reshape(cf.num_frames, -1).sum(axis=1)
@@ -111,14 +112,18 @@ def _validate_2d(
     return scores
 
 
-def validate(model: Sam2Model, data: CaseSource, cases: list[int], cfg: TrainConfig) -> ValidationResult:
-    """Dice per class on ``cases`` (indices into ``data``); the model is left in its prior mode."""
+def validate(
+    model: Sam2Model, data: CaseSource, cases: list[int], cfg: TrainConfig, *, tracker: str = "memory"
+) -> ValidationResult:
+    """Dice per class on ``cases`` (indices into ``data``); the model is left in its prior mode.
+    ``tracker``: how 3D volumes propagate (``"memory"``, or ``"box-chain"``:
+    :mod:`medsam2.engine.box_chain`); 2D One-Prompt sets always read the memory."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             if cfg.recipe == "3d":
-                scores = _validate_3d(model, data, cases, cfg)
+                scores = _validate_3d(model, data, cases, cfg, tracker)
             else:
                 scores = _validate_2d(model, data, cases, cfg)
     finally:
