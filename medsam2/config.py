@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HieraConfig", "ModelConfig", "config_from_dict", "config_to_dict"]
+__all__ = ["HieraConfig", "ModelConfig", "TRACKERS", "config_from_dict", "config_to_dict"]
+
+# how unprompted slices of a volume are segmented: SAM 2's memory path, or box chaining
+# (medsam2.engine.box_chain); a model's config names the one its weights were chosen with
+TRACKERS = ("memory", "box-chain")
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,14 @@ class ModelConfig:
     # inside/outside the box) on a frame without an earlier output. Only models trained with it
     # (an embedded model may be) set it; SAM 2 checkpoints never do.
     box_mask_prompt: bool = False
+    # Not in SAM 2: how these weights propagate through a volume unless the caller says otherwise
+    # (one of TRACKERS). "memory" for every SAM 2 / MedSAM-2 checkpoint; "box-chain" for an
+    # embedded model whose box answer is better than its memory (docs/embedded_model.md).
+    tracker: str = "memory"
+
+    def __post_init__(self) -> None:
+        if self.tracker not in TRACKERS:
+            raise ValueError(f"tracker must be one of {', '.join(TRACKERS)}, got {self.tracker!r}")
 
     def replace(self, **changes: Any) -> ModelConfig:
         """Return a copy with `changes` applied (e.g. ``cfg.replace(image_size=512)``)."""

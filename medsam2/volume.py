@@ -111,6 +111,7 @@ class VolumeSegmentation:
     objects: tuple[ObjectSummary, ...]
     window: str
     extra: dict[str, Any] = field(default_factory=dict)
+    tracker: str = "memory"  # how unprompted slices were segmented: "memory" or "box-chain"
 
 
 def infer_modality(volume: Volume) -> str | None:
@@ -203,13 +204,14 @@ def segment_volume(
     direction: Direction = "both",
     progress: bool = False,
     speed: str = "exact",
-    tracker: str = "memory",
+    tracker: str | None = None,
 ) -> VolumeSegmentation:
     """Segment `objects` through `volume` from their prompts; see the module docstring.
 
-    tracker: "memory" (SAM 2's memory path) or "box-chain" (each slice boxed from the previous
+    tracker: "memory" (SAM 2's memory path), "box-chain" (each slice boxed from the previous
     slice's mask, stopped where the answer stops looking like the object;
-    `medsam2.engine.box_chain`).
+    `medsam2.engine.box_chain`) or None (default): the model's own, ``model.config.tracker``
+    (box chaining for the embedded ``nano-track``, the memory for SAM 2 checkpoints).
 
     speed: "exact" (SAM 2's float32 math) or "fast" (bf16 encoder and memory modules where
     the device supports it; `medsam2.engine.speed`).
@@ -250,4 +252,4 @@ def segment_volume(
     session = vp.session
     assert session is not None
     summaries = tuple(_summary(o, acc, session.objects[o.obj_id].prompted_frames(), volume) for o in objects)
-    return VolumeSegmentation(labels, geom, summaries, window_used)
+    return VolumeSegmentation(labels, geom, summaries, window_used, tracker=vp.tracker)

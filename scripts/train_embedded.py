@@ -19,8 +19,9 @@ trains. It teaches the model images rather than our phantoms.
 The demo and the quality benchmarks use phantom seeds >= 8000 and real images never trained on
 (the MNI152 T1 image itself, stardist's nuclei); see docs/embedded_model.md. Runs on whatever device is available (CPU works; docs/embedded_model.md has
 the times). Stage 3b's final weights become medsam2/assets/nano.safetensors (``embedded:nano``),
-stage 4's medsam2/assets/nano_synth.safetensors (the default, ``embedded:nano-synth``), each with
-its model config (.json).
+stage 4's medsam2/assets/nano_synth.safetensors (``embedded:nano-synth``, the One-Prompt default),
+stage 7d's nano_track.safetensors (the default), each with its model config (.json; nano-track's
+names box chaining as its tracker).
 Stage 3b (``configs/embedded_nano_joint.json``): a branch from stage 3's final weights on the union
 of generated volumes (``synth:...``) and stage 3's CT/T1/T2 phantom datasets, prompt encoder
 frozen, lower learning rates: it keeps and improves the phantom skill (validation phantoms) but,
@@ -57,6 +58,9 @@ import argparse
 import json
 import shutil
 from pathlib import Path
+from typing import Any
+
+from medsam2.config import ModelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,6 +93,9 @@ STAGES = {
 LONG = {"micro"}  # stages that "all" leaves out
 # stage -> the embedded model its final weights become (medsam2/assets/{name}.safetensors + .json)
 SHIPPED = {"3b": "nano", "4": "nano_synth", "6": "nano_box", "7d": "nano_track"}
+# what a shipped config says beyond the trained one: how its weights run by default, chosen on
+# validation (docs/embedded_model.md, "The defaults": nano-track chains boxes through volumes)
+SHIPPED_CONFIG: dict[str, dict[str, Any]] = {"nano_track": {"tracker": "box-chain"}}
 
 
 def _dataset(data: Path, dataset_id: int) -> Path:
@@ -173,8 +180,11 @@ def main() -> None:
         if stage not in SHIPPED:
             continue
         stem = SHIPPED[stage]
-        for src, suffix in ((weights, ".safetensors"), (weights.with_suffix(".json"), ".json")):
-            shutil.copyfile(src, assets / f"{stem}{suffix}")  # copyfile: the package's files keep their modes
+        shutil.copyfile(
+            weights, assets / f"{stem}.safetensors"
+        )  # copyfile: the package's files keep their modes
+        config = ModelConfig.from_json(weights.with_suffix(".json")).replace(**SHIPPED_CONFIG.get(stem, {}))
+        (assets / f"{stem}.json").write_text(config.to_json() + "\n")
         print(json.dumps({"stage": stage, "weights": str(weights), "asset": str(assets / stem)}))
 
 

@@ -101,7 +101,7 @@ def test_box_chain_follows_a_phantom_organ_and_stops_at_its_ends(track_model) ->
     k, lo, hi = _box(truth)
     obj = VolumeObject(1, "spleen", boxes=(VoxelBox(lo, hi),))
     chained = segment_volume(track_model, ph.volume, [obj], tracker="box-chain").labels == 1
-    memory = segment_volume(track_model, ph.volume, [obj]).labels == 1
+    memory = segment_volume(track_model, ph.volume, [obj], tracker="memory").labels == 1
     slices = np.flatnonzero(truth.any((0, 1)))
     copy = np.zeros_like(truth)
     copy[:, :, slices] = truth[:, :, k : k + 1]

@@ -199,11 +199,34 @@ def test_segment_images_prompts_name_their_images_and_overwrite(
 def test_embedded_model_is_used_without_checkpoint(
     data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(common, "_embedded_checkpoint", lambda: data / "tiny.safetensors")
+    """Without --checkpoint: the default embedded model for a video, the One-Prompt default for a
+    set of unrelated images (docs/embedded_model.md, "The defaults")."""
+    asked: list[bool] = []
+
+    def embedded(name: str | None = None, one_prompt: bool = False) -> Path:
+        asked.append(one_prompt)
+        return data / "tiny.safetensors"
+
+    monkeypatch.setattr(common, "_embedded_checkpoint", embedded)
     argv = ["segment-video", str(data / "frames_png"), "--point", "00001.png:40,48", "--no-overlays", "-o",
             str(tmp_path / "out")]  # fmt: skip
     rc, _, stderr = _run(capsys, argv)
     assert rc == 0 and "using the embedded model" in stderr
+    assert asked and not any(asked)
+    asked.clear()
+    imgs = [str(data / "imgs" / n) for n in ("a.png", "b.png", "c.jpg")]
+    argv = [
+        "segment-images",
+        *imgs,
+        "--box",
+        "a.png:10,20,40,50",
+        "--no-overlays",
+        "-o",
+        str(tmp_path / "set"),
+    ]
+    rc, _, stderr = _run(capsys, argv)
+    assert rc == 0 and "using the embedded model" in stderr, stderr
+    assert asked and all(asked)
 
 
 @pytest.mark.parametrize("command", ["segment-video", "segment-images"])

@@ -25,8 +25,13 @@ def test_every_embedded_model_ships_and_loads(name: str, capsys: pytest.CaptureF
     assert f"using the embedded model embedded:{name} ({path.name})" in capsys.readouterr().err
 
 
-def test_the_default_is_nano_synth_and_unknown_names_are_refused() -> None:
-    assert resolve_checkpoint(BASE) == (checkpoint_path("nano-synth"), True)
+def test_the_defaults_and_unknown_names_are_refused() -> None:
+    """nano-track for volumes, videos and images; nano-synth for One-Prompt sets of unrelated
+    images (both chosen on validation: docs/embedded_model.md, "The defaults")."""
+    assert resolve_checkpoint(BASE) == (checkpoint_path("nano-track"), True)
+    assert resolve_checkpoint(BASE, one_prompt=True) == (checkpoint_path("nano-synth"), True)
+    given = dataclasses.replace(BASE, checkpoint=Path("embedded:nano"))
+    assert resolve_checkpoint(given, one_prompt=True) == (checkpoint_path("nano"), True)
     assert checkpoint_path("nano-xl") is None
     opts = dataclasses.replace(BASE, checkpoint=Path("embedded:nano-xl"))
     with pytest.raises(
@@ -85,3 +90,40 @@ def test_memory_carries_the_mask_onto_identical_slices(name: str, organ: int) ->
     ph = ct_phantom(seed=8000)
     _, dices = copy_scores(load_model(path), ph.volume, ph.label == organ, 5)
     assert min(dices) >= 0.85, dices
+
+
+@pytest.mark.parametrize(("name", "tracker"), [("nano", "memory"), ("nano-synth", "memory"),
+                                               ("nano-box", "memory"), ("nano-track", "box-chain")])  # fmt: skip
+def test_each_shipped_config_names_its_tracker(name: str, tracker: str) -> None:
+    """The tracker a model's config names is what a predictor uses when the caller names none;
+    a set of unrelated images always reads the memory (there is no previous slice to box from)."""
+    from medsam2 import VideoPredictor, load_model
+    from medsam2.engine.image_set import ImageSetPredictor
+
+    path = checkpoint_path(name)
+    assert path is not None
+    model = load_model(path)
+    assert model.config.tracker == tracker
+    assert VideoPredictor(model).tracker == tracker
+    assert VideoPredictor(model, tracker="memory").tracker == "memory"
+    assert ImageSetPredictor(model, memory="self-sorting")._video.tracker == "memory"
+
+
+def test_a_config_with_an_unknown_tracker_is_refused_naming_the_file(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from medsam2 import load_model
+    from medsam2.errors import CheckpointError
+
+    src = checkpoint_path("nano-track")
+    assert src is not None
+    dst = tmp_path / "mine.safetensors"
+    shutil.copy(src, dst)
+    cfg = json.loads(src.with_suffix(".json").read_text())
+    dst.with_suffix(".json").write_text(json.dumps({**cfg, "tracker": "boxes"}))
+    with pytest.raises(
+        CheckpointError,
+        match=r"mine\.json: invalid model config: tracker must be one of memory, box-chain, got 'boxes'",
+    ):
+        load_model(dst)

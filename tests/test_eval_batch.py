@@ -82,6 +82,11 @@ def test_prompts_file_skip_redo_retry_and_a_bad_case(tmp_path: Path, ckpt: Path)
     assert after["c1_0000.json"] != stamp["c1_0000.json"]  # failed: retried
     assert after["c2_0000.json"] != stamp["c2_0000.json"]  # prompts changed: redone
     assert all(e["status"] == "ok" for e in _entries(tmp_path / "o"))
+    assert all("tracker" not in e["options"] for e in _entries(tmp_path / "o"))  # the memory: as before
+    assert main([*args, "--tracker", "box-chain"]) == 0
+    chained = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "o" / "manifest").iterdir()}
+    assert all(chained[name] != after[name] for name in after)  # another tracker: every case redone
+    assert all(e["options"]["tracker"] == "box-chain" for e in _entries(tmp_path / "o"))
     csv_prompts = tmp_path / "p.csv"
     csv_prompts.write_text("case,object,name,kind,coords,label\n" + "".join(
         f'c{i}_0000,1,blob,box,"3,3,6,12,10,6",\n' for i in range(3)))  # fmt: skip

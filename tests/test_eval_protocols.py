@@ -183,6 +183,26 @@ def test_memory_policies_get_identical_prompts(data: Path, tmp_path: Path) -> No
                      "predictions/self-sorting_4/axial/c0.nii.gz"]  # fmt: skip
 
 
+def test_trackers_are_compared_as_models(data: Path, tmp_path: Path) -> None:
+    """A tracker other than the memory shows in the label; None means the model's own (its
+    config's), and a One-Prompt stream (unordered images) always reads the memory."""
+    torch.manual_seed(0)
+    model = Sam2Model(get_preset("tiny")).eval()
+    segs = [
+        ModelSegmenter(model, "self-sorting", 4),
+        ModelSegmenter(model, "self-sorting", 4, tracker="box-chain"),
+    ]
+    assert [s.label for s in segs] == ["self-sorting/4", "self-sorting/4+box-chain"]
+    chaining = Sam2Model(get_preset("tiny").replace(tracker="box-chain")).eval()
+    assert ModelSegmenter(chaining, "fifo").label == "fifo+box-chain"
+    assert ModelSegmenter(chaining, "fifo", tracker="memory").label == "fifo"
+    assert (
+        ModelSegmenter(chaining, "self-sorting", unordered=True, tracker="box-chain").tracker_used == "memory"
+    )
+    out = evaluate_dataset(data, tmp_path, segs, EvalConfig(cases=("c0",)))
+    assert {r.model for r in _rows(out)} == {"self-sorting/4", "self-sorting/4+box-chain"}
+
+
 def test_baselines_as_models(data: Path, tmp_path: Path) -> None:
     from medsam2.evaluation import BASELINES, BaselineSegmenter
 
@@ -207,6 +227,7 @@ def test_cli_errors_are_one_line(data: Path, tmp_path: Path, capsys: pytest.Capt
         (["--protocol", "one-prompt-2d"], "holds 3D cases"),
         (["--axis", "oblique"], "--axis oblique"),
         (["--classes", "7"], "--classes [7]"),
+        (["--tracker", "memory,boxes"], "--tracker boxes: choose auto, memory or box-chain"),
     ):
         assert main([*base, *extra]) == 2
         err = capsys.readouterr().err.strip()

@@ -12,6 +12,7 @@ from serve_helpers import make_client, oblique_volume, patch_plane, sse_events, 
 
 from medsam2.io import read_image
 from medsam2.types import Volume
+from medsam2.web.annotator import Annotator
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,11 @@ def test_volume_info_and_image(model, tmp_path: Path) -> None:
     assert info["slicing"]["plane"] == "axial" and info["slicing"]["axis"] == 2
     assert info["source"] == "oblique.nii.gz" and "secret" not in str(info)  # no server paths
     assert info["output"] == "out.nii.gz" and info["resume"] is None
+    assert info["tracker"] == "memory"  # the model's own (its config names no other)
+    chained = Annotator(
+        model, vol, memory="fifo", cache_size=4, tracker="box-chain"
+    )  # serve --tracker box-chain
+    assert chained.info()["tracker"] == "box-chain"
     data = client.get("/api/image.nii.gz").content
     path = tmp_path / "image.nii.gz"
     path.write_bytes(data)

@@ -121,6 +121,29 @@ def add_speed_argument(group: Any) -> None:
     )
 
 
+def add_tracker_argument(group: Any) -> None:
+    """``--tracker auto|memory|box-chain`` (shared by the commands that propagate through volumes)."""
+    group.add_argument(
+        "--tracker",
+        default="auto",
+        metavar="T",
+        help="how unprompted slices are segmented: auto (default: the model's own; box-chain for "
+        "the embedded nano-track, memory for SAM 2 / MedSAM-2 checkpoints), memory (SAM 2's memory) "
+        "or box-chain (each slice boxed from the previous slice's mask; docs/embedded_model.md)",
+    )
+
+
+def parse_tracker(value: str | None) -> str | None:
+    """Validate ``--tracker``: None for auto (the model's own), else the tracker named."""
+    from medsam2.config import TRACKERS
+
+    if value is None or value == "auto":
+        return None
+    if value not in TRACKERS:
+        raise ConfigError(f"--tracker {value}: choose auto, {' or '.join(TRACKERS)}")
+    return value
+
+
 def parse_speed(value: str | None) -> str:
     """Validate ``--speed`` (None -> exact); ConfigError naming the flag otherwise."""
     from medsam2.engine.speed import check_speed
@@ -212,14 +235,17 @@ def resolve_device(name: str) -> str:
     raise ConfigError(f"--device {name}: unknown device; choose auto, cpu, cuda, cuda:N or mps")
 
 
-def _embedded_checkpoint(name: str | None = None) -> Path | None:
-    """Embedded model ``name``'s weights file (default: the default one), or None when not shipped."""
+def _embedded_checkpoint(name: str | None = None, one_prompt: bool = False) -> Path | None:
+    """Embedded model ``name``'s weights file (default: the default one, or the One-Prompt default
+    for sets of unrelated images), or None when not shipped."""
     try:
         module = importlib.import_module(EMBEDDED_MODULE)
     except ModuleNotFoundError as exc:
         if exc.name in (EMBEDDED_MODULE, "medsam2.model"):
             return None
         raise
+    if name is None and one_prompt:
+        name = getattr(module, "DEFAULT_ONE_PROMPT", None)
     getter = getattr(module, "checkpoint_path", None)
     path = (getter() if name is None else getter(name)) if callable(getter) else None
     return Path(path) if path is not None and Path(path).is_file() else None
@@ -238,8 +264,10 @@ def _embedded_names() -> list[str]:
     return [n for n in models if _embedded_checkpoint(n) is not None]
 
 
-def resolve_checkpoint(opts: CommonOptions) -> tuple[Path, bool]:
-    """(weights file, whether it is the embedded model); errors name ``--checkpoint``."""
+def resolve_checkpoint(opts: CommonOptions, one_prompt: bool = False) -> tuple[Path, bool]:
+    """(weights file, whether it is the embedded model); errors name ``--checkpoint``. Without
+    ``--checkpoint``: the default embedded model, or with ``one_prompt`` (a set of unrelated 2D
+    images) the One-Prompt default."""
     if opts.checkpoint is not None and str(opts.checkpoint).startswith(EMBEDDED_PREFIX):
         name = str(opts.checkpoint)[len(EMBEDDED_PREFIX) :]
         chosen = _embedded_checkpoint(name)
@@ -255,7 +283,7 @@ def resolve_checkpoint(opts: CommonOptions) -> tuple[Path, bool]:
         if not opts.checkpoint.is_file():
             raise InputError(f"--checkpoint {opts.checkpoint}: file not found")
         return opts.checkpoint, False
-    embedded = _embedded_checkpoint()
+    embedded = _embedded_checkpoint(one_prompt=one_prompt)
     if embedded is None:
         raise ConfigError(
             "no --checkpoint given and no embedded model is installed: pass --checkpoint FILE "
@@ -264,13 +292,14 @@ def resolve_checkpoint(opts: CommonOptions) -> tuple[Path, bool]:
     return embedded, True
 
 
-def load_cli_model(opts: CommonOptions, device: str) -> tuple[Any, Path]:
-    """Load the model the options ask for on ``device``; returns (Sam2Model, weights path)."""
+def load_cli_model(opts: CommonOptions, device: str, one_prompt: bool = False) -> tuple[Any, Path]:
+    """Load the model the options ask for on ``device``; returns (Sam2Model, weights path).
+    ``one_prompt``: the job is a set of unrelated 2D images (see ``resolve_checkpoint``)."""
     import torch
 
     from medsam2.model.checkpoint import load_model
 
-    path, embedded = resolve_checkpoint(opts)
+    path, embedded = resolve_checkpoint(opts, one_prompt)
     if embedded and opts.checkpoint is None:
         print(f"medsam2: no --checkpoint given; using the embedded model ({path.name})", file=sys.stderr)
     elif embedded:

@@ -6,7 +6,7 @@ Samples (``--sample``; ``--sample list`` lists them):
   with its tissue labels (licence in ``medsam2/assets/MNI152_LICENSE.txt``); never used in
   training. Runs the default embedded model.
 * ``phantom``: a held-out CT-like phantom (generated, deterministic; not used in training). Runs
-  ``embedded:nano``, the model trained on phantoms, unless ``--checkpoint`` says otherwise.
+  the default embedded model too.
 
 One box on the largest axial slice of a structure, propagation both ways with the self-sorting
 bank, the mask written in the input's geometry with overlays and a GIF, Dice against the truth.
@@ -15,7 +15,6 @@ bank, the mask written in the input's geometry with overlays and a GIF, Dice aga
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -67,11 +66,8 @@ class Sample:
 
 SAMPLES = {
     "mni152": "real T1 MRI: MNI152 ICBM 2009a template at 2 mm, shipped (held out from training)",
-    "phantom": "CT-like abdomen phantom, generated (held out: seed 9001 by default); model embedded:nano",
+    "phantom": "CT-like abdomen phantom, generated (held out: seed 9001 by default)",
 }
-# samples whose default model is not the default embedded model (the phantom-trained one scores
-# 0.92 on the phantom's liver, the default one does not: docs/embedded_model.md)
-SAMPLE_MODELS = {"phantom": "embedded:nano"}
 
 
 def load_sample(name: str, seed: int = DEMO_SEED) -> Sample:
@@ -120,8 +116,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from medsam2.volume import VolumeObject, VoxelBox, segment_volume
 
     opts = parse_common(args)
-    if opts.checkpoint is None and args.sample in SAMPLE_MODELS:
-        opts = dataclasses.replace(opts, checkpoint=Path(SAMPLE_MODELS[args.sample]))
     sample = load_sample(args.sample, int(args.sample_seed))
     structure = args.structure or sample.default
     if structure not in sample.structures:
@@ -159,6 +153,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "seconds": seconds,
         "checkpoint": str(ckpt),
         "memory": opts.memory,
+        "tracker": result.tracker,
         "speed": opts.speed,
         "objects": [o.to_json() for o in result.objects],
     }

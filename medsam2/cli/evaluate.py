@@ -16,9 +16,11 @@ from typing import Any
 from medsam2.cli.common import (
     CommonOptions,
     add_speed_argument,
+    add_tracker_argument,
     load_cli_model,
     parse_int,
     parse_speed,
+    parse_tracker,
     resolve_device,
 )
 from medsam2.errors import ConfigError
@@ -87,6 +89,7 @@ def add_model_arguments(p: argparse.ArgumentParser, memory_help: str) -> None:
         "(at most the model's, 7 for SAM 2)",
     )
     g.add_argument("--seed", default="0", metavar="N", help="prompt simulation and bank sampling seed")
+    add_tracker_argument(g)
     add_speed_argument(g)
     g.add_argument("--progress", action="store_true", help="log each case")
 
@@ -147,6 +150,9 @@ def build_segmenters(
         if m not in ("fifo", "self-sorting"):
             raise ConfigError(f"--memory {m}: choose fifo or self-sorting")
     speed = parse_speed(getattr(args, "speed", None))
+    trackers = [parse_tracker(t) for t in parse_list(getattr(args, "tracker", None), "--tracker")] or [None]
+    if unordered:
+        trackers = [None]  # One-Prompt sets are unrelated images: always the memory
     segs: list[Any] = []
     meta: dict[str, Any] = {"skipped_models": []}
     if speed != "exact":
@@ -157,14 +163,19 @@ def build_segmenters(
             parse_int(args.image_size, "--image-size", 32), args.device, memories[0], None, seed,
             Path("."), False, False,
         )  # fmt: skip
-        model, path = load_cli_model(opts, process_device(args.device))
+        model, path = load_cli_model(opts, process_device(args.device), one_prompt=unordered)
         meta.update(checkpoint=str(path), model_id=file_sha256(path), preset=model.config.name)
-        for m in memories:
-            for s in sizes:
-                if m == "fifo" and s is not None and not 2 <= s <= model.config.num_maskmem:
-                    meta["skipped_models"].append(f"fifo/{s}: fifo takes 2..{model.config.num_maskmem} slots")
-                    continue
-                segs.append(ModelSegmenter(model, m, s, seed=seed, unordered=unordered, speed=speed))
+        for t in dict.fromkeys(t or model.config.tracker for t in trackers):
+            for m in memories:
+                for s in sizes:
+                    if m == "fifo" and s is not None and not 2 <= s <= model.config.num_maskmem:
+                        meta["skipped_models"].append(
+                            f"fifo/{s}: fifo takes 2..{model.config.num_maskmem} slots"
+                        )
+                        continue
+                    segs.append(
+                        ModelSegmenter(model, m, s, seed=seed, unordered=unordered, speed=speed, tracker=t)
+                    )
     if args.baselines or args.no_model:
         segs += [BaselineSegmenter(k) for k in (BASELINES_2D if unordered else BASELINES)]
     if not segs:

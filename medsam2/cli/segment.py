@@ -17,15 +17,16 @@ import numpy as np
 from medsam2.cli.common import (
     CommonOptions,
     add_common_arguments,
+    add_tracker_argument,
     load_cli_model,
     memory_options,
     parse_common,
     parse_int,
+    parse_tracker,
     resolve_checkpoint,
     resolve_device,
 )
 from medsam2.cli.volume_prompts import objects_from_flags, objects_from_json
-from medsam2.engine.box_chain import TRACKERS
 from medsam2.errors import ConfigError, InputError, PromptError
 from medsam2.types import Volume
 
@@ -70,13 +71,7 @@ def register_segment_command(sub: argparse._SubParsersAction) -> None:  # type: 
     g.add_argument("--prompts", metavar="FILE.json")
     r = add_volume_input_arguments(p)
     r.add_argument("--direction", default="both", metavar="DIR", help="both (default), forward or backward")
-    r.add_argument(
-        "--tracker",
-        default="memory",
-        metavar="T",
-        help="how unprompted slices are segmented: memory (default, SAM 2's memory) or box-chain "
-        "(each slice boxed from the previous slice's mask; docs/embedded_model.md)",
-    )
+    add_tracker_argument(r)
     o = p.add_argument_group("extra outputs")
     o.add_argument("--summary", metavar="FILE", help="summary JSON (default: OUTPUT's name with .json)")
     o.add_argument("--overlays", metavar="DIR", help="write overlay PNGs of some slices into DIR")
@@ -179,8 +174,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     opts = parse_common(args)
     if args.direction not in ("both", "forward", "backward"):
         raise ConfigError(f"--direction {args.direction}: choose both, forward or backward")
-    if args.tracker not in TRACKERS:
-        raise ConfigError(f"--tracker {args.tracker}: choose {' or '.join(TRACKERS)}")
+    tracker = parse_tracker(args.tracker)
     summary_path = _summary_path(opts.output, args.summary)
     _check_outputs([opts.output, summary_path], opts.overwrite)
     resolve_checkpoint(opts)
@@ -201,7 +195,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         direction=args.direction,
         progress=opts.progress,
         speed=opts.speed,
-        tracker=args.tracker,
+        tracker=tracker,
     )
     written = write_mask(result.labels, volume, opts.output, format=args.format)
     summary = _summary(args, opts, volume, result, checkpoint, written)
@@ -220,7 +214,7 @@ def _summary(
         "output": str(out),
         "checkpoint": str(ckpt),
         "memory": opts.memory,
-        "tracker": args.tracker,
+        "tracker": result.tracker,
         "speed": opts.speed,
         "slicing": result.geometry.describe(),
         "intensity": result.window,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from medsam2.cli.common import CommonOptions, load_cli_model, parse_int, parse_speed
+from medsam2.cli.common import CommonOptions, load_cli_model, parse_int, parse_speed, parse_tracker
 from medsam2.cli.evaluate import add_model_arguments, file_sha256, parse_list, process_device
 from medsam2.errors import ConfigError, PromptError
 from medsam2.types import Volume
@@ -112,6 +112,7 @@ def cmd_segment_batch(args: argparse.Namespace) -> int:
         memory=opts.memory,
         memory_options=ModelSegmenter(model, opts.memory, size, seed=seed).policy_options(),
         speed=speed,
+        tracker=parse_tracker(args.tracker) or model.config.tracker,
     )
     outcome = segment_batch(model, file_sha256(path), cases, Path(args.out), options, _parse_objects)
     if not outcome.merged:

@@ -17,10 +17,12 @@ from pathlib import Path
 
 from medsam2.cli.common import (
     add_common_arguments,
+    add_tracker_argument,
     load_cli_model,
     memory_options,
     parse_common,
     parse_int,
+    parse_tracker,
     resolve_checkpoint,
     resolve_device,
 )
@@ -50,7 +52,7 @@ def register_serve_command(sub: argparse._SubParsersAction) -> None:  # type: ig
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", metavar="INPUT", help="volume file (NIfTI, NRRD, MHA) or DICOM series folder")
-    add_volume_input_arguments(p)
+    add_tracker_argument(add_volume_input_arguments(p))
     s = p.add_argument_group("server")
     s.add_argument("--port", default="0", metavar="N", help="port (default: a free one)")
     s.add_argument("--host", default="127.0.0.1", metavar="ADDR", help="address to bind (default 127.0.0.1)")
@@ -138,6 +140,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.output is None:
         args.output = str(default_output(args.input))
     opts = parse_common(args)
+    tracker = parse_tracker(args.tracker)
     port = parse_int(args.port, "--port", 0) or 0
     if port > 65535:
         raise ConfigError(f"--port {port}: must be 0..65535")
@@ -150,7 +153,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     window = None if str(args.window).lower() == "auto" else args.window
     mem = memory_options(opts, model.config.num_maskmem)
     annotator = Annotator(
-        model, volume, axis=args.axis, window=window, memory=opts.memory, memory_options=mem, speed=opts.speed
+        model,
+        volume,
+        axis=args.axis,
+        window=window,
+        memory=opts.memory,
+        memory_options=mem,
+        speed=opts.speed,
+        tracker=tracker,
     )
     state = ServeState(annotator, opts.output, "dicom-seg" if opts.output.suffix.lower() == ".dcm" else None,
                        autosave=not args.no_autosave)  # fmt: skip

@@ -258,13 +258,13 @@ def _run(job: _Job, opts: CommonOptions) -> int:
     from medsam2.outputs import check_output_folder, staged_folder
 
     check_output_folder(opts.output, opts.overwrite)
-    resolve_checkpoint(opts)  # cheap checks first: fail before reading any image
+    resolve_checkpoint(opts, job.image_set)  # cheap checks first: fail before reading any image
     device = resolve_device(opts.device)
     stems = _stems(job.paths)
     source = ImageListFrames(job.paths)
     prompts = resolve_prompts(job.objects, job.frames, source.frame_size)
     _check_prompt_images(job, prompts)
-    model, checkpoint = load_cli_model(opts, device)
+    model, checkpoint = load_cli_model(opts, device, one_prompt=job.image_set)
     options = memory_options(opts, model.config.num_maskmem)
     outputs = _segment_images(job, opts, model, options, prompts) if job.image_set else None
     video = None if job.image_set else _start_video(opts, model, options, source, prompts)
@@ -301,9 +301,16 @@ def _start_video(
     """A ``VideoPredictor`` over ``source`` with every prompt added (decoded, not yet propagated)."""
     from medsam2.engine.video_predictor import VideoPredictor
 
-    # one propagation, no corrections afterwards: memory flat in the number of frames, same masks
+    # one propagation, no corrections afterwards: memory flat in the number of frames, same masks;
+    # the memory path always (box chaining was chosen on volumes, not on videos)
     predictor = VideoPredictor(
-        model, memory=opts.memory, progress=opts.progress, speed=opts.speed, one_shot=True, **options
+        model,
+        memory=opts.memory,
+        progress=opts.progress,
+        speed=opts.speed,
+        one_shot=True,
+        tracker="memory",
+        **options,
     )
     predictor.start(source)
     for fp in prompts:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from medsam2.config import TRACKERS
 from medsam2.engine.frame_steps import frame_features, store_result
 from medsam2.errors import ConfigError
 
@@ -40,8 +41,6 @@ __all__ = [
     "consistent",
     "check_tracker",
 ]
-
-TRACKERS = ("memory", "box-chain")  # SAM 2's memory path (the default), or box chaining
 
 
 @dataclass(frozen=True)

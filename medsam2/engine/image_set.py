@@ -73,8 +73,14 @@ class ImageSetPredictor:
     ) -> None:
         if memory == "self-sorting":
             memory_options = {"temporal": "none", **memory_options}
-        self._video = VideoPredictor(
-            model, memory=memory, progress=progress, speed=speed, one_shot=True, **memory_options
+        self._video = VideoPredictor(  # unrelated images: no previous slice to chain a box from
+            model,
+            memory=memory,
+            progress=progress,
+            speed=speed,
+            one_shot=True,
+            tracker="memory",
+            **memory_options,
         )
         self.model = model
         self.source: FrameSource | None = None

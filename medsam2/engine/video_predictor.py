@@ -74,9 +74,11 @@ class VideoPredictor:
     the number of frames (each frame's result and memory dropped once no later frame can read
     them; same masks), for jobs that never correct a frame afterwards (`segment_volume`); a
     prompt on an already propagated frame of the same object is then refused. tracker: how
-    unprompted frames are segmented: "memory" (default; SAM 2's memory attention) or
-    "box-chain" (a box around the previous frame's mask, for slices of a volume; a `BoxChain`
-    gives its settings; see `medsam2.engine.box_chain`).
+    unprompted frames are segmented: "memory" (SAM 2's memory attention) or "box-chain" (a box
+    around the previous frame's mask, for slices of a volume; a `BoxChain` gives its settings;
+    see `medsam2.engine.box_chain`); None (default): the one the model's config names
+    (``model.config.tracker``: "memory" for every SAM 2 checkpoint, "box-chain" for the
+    embedded ``nano-track``).
     """
 
     def __init__(
@@ -87,10 +89,12 @@ class VideoPredictor:
         progress: bool = False,
         speed: str | SpeedPlan = "exact",
         one_shot: bool = False,
-        tracker: str | BoxChain = "memory",
+        tracker: str | BoxChain | None = None,
         **memory_options: Any,
     ) -> None:
         self.model = model
+        if tracker is None:
+            tracker = model.config.tracker
         if isinstance(tracker, BoxChain):
             self.box_chain: BoxChain | None = tracker
         else:
@@ -103,6 +107,11 @@ class VideoPredictor:
         self.progress = progress
         make_policy(memory, **self._policy_kwargs())  # validate the options now, not mid-run
         self.session: InferenceSession | None = None
+
+    @property
+    def tracker(self) -> str:
+        """The tracker in use: "memory" or "box-chain"."""
+        return "memory" if self.box_chain is None else "box-chain"
 
     def _policy_kwargs(self) -> dict[str, Any]:
         cfg = self.model.config

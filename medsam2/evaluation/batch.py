@@ -61,11 +61,14 @@ class BatchOptions:
     memory_options: dict[str, Any] = field(default_factory=dict)
     suffix: str = ".nii.gz"
     speed: str = "exact"  # exact or fast (medsam2.engine.speed)
+    tracker: str = "memory"  # memory or box-chain (medsam2.engine.box_chain), resolved: never auto
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         if self.speed == "exact":
             del out["speed"]  # exact runs keep the keys of manifests written before --speed existed
+        if self.tracker == "memory":
+            del out["tracker"]  # likewise for runs before --tracker
         return out
 
 
@@ -147,6 +150,7 @@ def _segment_one(
         memory=opts.memory,
         memory_options=opts.memory_options,
         speed=opts.speed,
+        tracker=opts.tracker,
     )
     labels = res.labels if int(np.max(res.labels, initial=0)) > 255 else res.labels.astype(np.uint8)
     write_mask(labels, volume, out)

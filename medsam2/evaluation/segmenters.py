@@ -95,10 +95,18 @@ class ModelSegmenter:
     unordered: bool = False  # 2D streams of unrelated images: no temporal encodings (self-sorting)
     options: dict[str, Any] = field(default_factory=dict)
     speed: str = "exact"  # exact or fast (medsam2.engine.speed)
+    tracker: str | None = None  # memory or box-chain; None: the model's own (One-Prompt: memory)
+
+    @property
+    def tracker_used(self) -> str:
+        """The tracker the sessions run: One-Prompt sets (``unordered``) always read the memory."""
+        return "memory" if self.unordered else (self.tracker or self.model.config.tracker)
 
     @property
     def label(self) -> str:
-        return memory_label(self.memory, self.memory_size)
+        """The memory policy (and size); ``+box-chain`` when slices are chained instead."""
+        base = memory_label(self.memory, self.memory_size)
+        return base if self.tracker_used == "memory" else f"{base}+{self.tracker_used}"
 
     def policy_options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {}
@@ -114,7 +122,12 @@ class ModelSegmenter:
 
     def open(self, frames: FrameSource, truth: Sequence[np.ndarray]) -> SegmentSession:
         vp = VideoPredictor(
-            self.model, memory=self.memory, cache_size=16, speed=self.speed, **self.policy_options()
+            self.model,
+            memory=self.memory,
+            cache_size=16,
+            speed=self.speed,
+            tracker=self.tracker_used,
+            **self.policy_options(),
         )
         vp.start(frames)
         return _ModelSession(vp)

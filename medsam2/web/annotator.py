@@ -96,6 +96,7 @@ class Annotator:
         memory_options: dict[str, Any] | None = None,
         cache_size: int = 16,
         speed: str = "exact",
+        tracker: str | None = None,
     ) -> None:
         if volume.ndim != 3 or volume.array.ndim != 3:
             raise InputError(f"{volume.source}: serve needs a single-channel 3D volume")
@@ -107,8 +108,13 @@ class Annotator:
         self.geom = slice_geometry(volume, axis)
         unit = normalize_volume(Volume(**{**volume.__dict__, "modality": modality}), window)
         self.display = np.rint(unit * 255).astype(np.uint8)  # what the viewer shows, index order
-        self.predictor = VideoPredictor(
-            model, memory=memory, cache_size=cache_size, speed=speed, **(memory_options or {})
+        self.predictor = VideoPredictor(  # tracker None: the model's own (model.config.tracker)
+            model,
+            memory=memory,
+            cache_size=cache_size,
+            speed=speed,
+            tracker=tracker,
+            **(memory_options or {}),
         )
         self.predictor.start(ArrayFrames(volume_to_frames(unit, self.geom), name=volume.source))
         self.labels = np.zeros(self.geom.frame_shape, np.uint8)
@@ -329,6 +335,7 @@ class Annotator:
                 "describe": g.describe(),
             },
             "window": self.window,
+            "tracker": self.predictor.tracker,
             "objects": [o.to_json() for o in self.objects.values()],
             "propagating": self.propagating.is_set(),
             "propagated": self.propagated,
