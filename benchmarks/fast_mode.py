@@ -104,7 +104,9 @@ def _video_masks(
 
         model = load_model(weights, image_size=size)
         policy, options = memory_options(memory)
-        vp = VideoPredictor(model, memory=policy, speed=plan_for(run, model.device), **options)
+        vp = VideoPredictor(
+            model, memory=policy, speed=plan_for(run, model.device), tracker="memory", **options
+        )
         vp.start(frames)
         vp.add_prompt(0, 1, box=box)
         it = (out.masks[0] for out in vp.propagate(direction="forward"))
@@ -139,6 +141,7 @@ def _volume_masks(run: str, memory: str, clock: Any) -> Any:
         memory=policy,
         memory_options=options,
         speed=speed,
+        tracker="memory",
     )
     return clock() - t0, np.asarray(result.labels) > 0
 

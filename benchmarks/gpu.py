@@ -78,7 +78,7 @@ def _propagator(mode: str, model: Any, frames: Path, n: int) -> Callable[[], Ite
         plan = dataclasses.replace(plan, encode_batch=1)
 
     def run_ours() -> Iterator[Any]:
-        vp = VideoPredictor(model, memory="fifo", speed=plan)
+        vp = VideoPredictor(model, memory="fifo", speed=plan, tracker="memory")
         vp.start(frames)
         vp.add_prompt(0, 1, box=BOX)
         for i, out in enumerate(vp.propagate(direction="forward")):

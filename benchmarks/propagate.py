@@ -72,7 +72,7 @@ def _frames_iter(which: str, size: int, frames: Path, weights: Path) -> Iterator
     model = load_model(weights, image_size=size)
     memory, capacity = (which.split(":") + ["0"])[:2]
     opts = {"capacity": int(capacity), "k": int(capacity)} if memory == "self-sorting" else {}
-    vp = VideoPredictor(model, memory=memory, **opts)
+    vp = VideoPredictor(model, memory=memory, tracker="memory", **opts)
     vp.start(frames)
     vp.add_prompt(0, 1, box=BOX)
     return iter(vp.propagate(direction="forward"))

@@ -107,7 +107,9 @@ def run_case(case: Case3D, models: dict[str, Sam2Model], memories: list[str]) ->
             if memory == "box-chain":  # the other tracker (medsam2.engine.box_chain)
                 res = segment_volume(model, case.volume, [obj], axis=case.plane, tracker="box-chain")
             else:
-                res = segment_volume(model, case.volume, [obj], axis=case.plane, memory=memory)
+                res = segment_volume(
+                    model, case.volume, [obj], axis=case.plane, memory=memory, tracker="memory"
+                )
             assert res.geometry == geom
             pred = volume_to_frames(res.labels == 1, geom)
             seconds = time.perf_counter() - start

@@ -140,7 +140,7 @@ def run_one(slices: int, size: int, image_size: int, memory: str) -> dict[str, f
     marks: dict[str, float] = {}
     _watch_propagation(marks)
     t0, c0 = time.perf_counter(), time.process_time()
-    seg = segment_volume(model, volume, [VolumeObject(1, boxes=(box,))], memory=memory)
+    seg = segment_volume(model, volume, [VolumeObject(1, boxes=(box,))], memory=memory, tracker="memory")
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {

@@ -32,7 +32,8 @@ def copy_scores(
     for a, idx in zip(others, np.nonzero(np.take(truth, k, axis=axis)), strict=True):
         lo[a], hi[a] = int(idx.min()), int(idx.max())
     vol = Volume(**{**volume.__dict__, "array": array})
-    res = segment_volume(model, vol, [VolumeObject(1, "copy", boxes=(VoxelBox(tuple(lo), tuple(hi)),))])
+    obj = VolumeObject(1, "copy", boxes=(VoxelBox(tuple(lo), tuple(hi)),))
+    res = segment_volume(model, vol, [obj], tracker="memory")  # the memory path, whatever the model's default
     geom = slice_geometry(vol, "auto")
     pred, want = volume_to_frames(res.labels == 1, geom), volume_to_frames(stacked, geom)
     return dice_np(pred[mid], want[mid]), [dice_np(pred[t], want[t]) for t in range(copies) if t != mid]
