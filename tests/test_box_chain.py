@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from medsam2.engine.box_chain import BoxChain, box_from_logits, check_tracker, consistent, mask_intensity
+from medsam2.engine.box_chain import (
+    BoxChain,
+    box_from_logits,
+    check_tracker,
+    clip_to_box,
+    consistent,
+    mask_intensity,
+)
 from medsam2.errors import ConfigError
 
 
@@ -34,6 +41,25 @@ def test_box_from_logits_is_the_tight_box_in_model_pixels_widened_and_clipped() 
     assert box_from_logits(torch.full((1, 1, 16, 16), -8.0), 64, 0.1) is None
 
 
+def test_clip_to_box_keeps_the_widened_box_at_any_resolution() -> None:
+    """A box x 16..31, y 8..23 in a 64 px model input, widened by a quarter (4 px) each side:
+    x 12..35, y 4..27 stays, in model pixels (64 x 64) as in the low-res grid (16 x 16)."""
+    from medsam2.engine.box_chain import CLIPPED_LOGIT
+
+    corners = torch.tensor([[[16.0, 8.0], [31.0, 23.0]]])
+    full = clip_to_box(torch.ones(1, 1, 64, 64), corners, 0.25, 64)
+    kept = torch.nonzero(full[0, 0] > 0)
+    assert (
+        kept[:, 0].min() == 4 and kept[:, 0].max() == 27 and kept[:, 1].min() == 12 and kept[:, 1].max() == 35
+    )
+    assert (full[full <= 0] == CLIPPED_LOGIT).all()
+    low = clip_to_box(torch.ones(1, 3, 16, 16), corners, 0.25, 64)  # every mask of the batch
+    rows, cols = torch.nonzero(low[0, 2] > 0)[:, 0], torch.nonzero(low[0, 2] > 0)[:, 1]
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (1, 6, 3, 8)
+    edge = clip_to_box(torch.ones(1, 1, 16, 16), torch.tensor([[[0.0, 0.0], [63.0, 63.0]]]), 0.5, 64)
+    assert (edge > 0).all()
+
+
 def test_mask_intensity_and_the_consistency_rule() -> None:
     frame = torch.zeros(3, 64, 64)
     frame[:, 16:32, 16:32] = 2.0  # an object of intensity 2 in the model's normalised units
@@ -55,6 +81,7 @@ def test_mask_intensity_and_the_consistency_rule() -> None:
     ("kwargs", "message"),
     [
         ({"margin": -0.1}, "margin must be >= 0"),
+        ({"margin": 0.2, "clip": 0.1}, r"clip must be >= margin \(0.2\) or None, got 0.1"),
         ({"tolerance": 0.0}, "tolerance must be > 0"),
         ({"min_std": float("nan")}, "min_std must be > 0"),
     ],

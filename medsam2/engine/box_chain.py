@@ -3,7 +3,9 @@
 An alternative to the memory path for models whose box answer is better than their memory (the
 embedded ``nano-track``; docs/embedded_model.md, "Box chaining"). Each tracked slice is decoded
 without memory, from a box: the tight box of the previous slice's mask (in pass order), widened by
-``margin`` of its size on each side (default 0: a widened box grows from slice to slice). A box
+``margin`` of its size on each side (default 0: a widened box grows from slice to slice). The
+answer is cut to that box widened by ``clip`` of its size (default 0.15), so that a mask that
+spills into a neighbour cannot carry the spill from slice to slice. A box
 is always answered with *something*, so the chain stops where the answer stops looking like the
 object: the mean intensity under the new mask must stay within ``tolerance`` standard deviations
 of the mean under the mask of the prompted slice the pass started from (both on the frames the
@@ -17,6 +19,7 @@ the drift). The memory path (SAM 2's own) remains the default.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,10 +40,17 @@ __all__ = [
     "ChainState",
     "TRACKERS",
     "box_from_logits",
+    "clip_to_box",
     "mask_intensity",
     "consistent",
     "check_tracker",
 ]
+
+
+# the logit of a pixel cut off by `clip`: surely outside, on the decoder's own scale, so that the
+# mask's edge at the cut resamples as the decoder's edges do (NO_OBJ_SCORE, -1024, would erode it
+# by half a low-resolution cell; the validation that chose `clip` used this value)
+CLIPPED_LOGIT = -20.0
 
 
 @dataclass(frozen=True)
@@ -48,19 +58,25 @@ class BoxChain:
     """Settings of box chaining (defaults chosen on validation volumes; docs/embedded_model.md).
 
     margin: the box is the previous mask's tight box widened by this fraction of its width and
-    height on each side (>= 0). tolerance: the chain stops when the mean intensity under the new
+    height on each side (>= 0). clip: the answer is cut to the box widened by this fraction on each
+    side (>= margin; None: not cut). tolerance: the chain stops when the mean intensity under the new
     mask differs from the prompted slice's by more than this many of its standard deviations
     (> 0). min_std: the floor of that standard deviation, in the model's normalised units, so that
     a uniform object does not stop on noise.
     """
 
     margin: float = 0.0
+    clip: float | None = 0.15
     tolerance: float = 2.0
     min_std: float = 0.02
 
     def __post_init__(self) -> None:
         if not self.margin >= 0:
             raise ConfigError(f"box chain margin must be >= 0, got {self.margin!r}")
+        if self.clip is not None and not self.clip >= self.margin:
+            raise ConfigError(
+                f"box chain clip must be >= margin ({self.margin!r}) or None, got {self.clip!r}"
+            )
         if not self.tolerance > 0:
             raise ConfigError(f"box chain tolerance must be > 0, got {self.tolerance!r}")
         if not self.min_std > 0:
@@ -96,6 +112,21 @@ def box_from_logits(logits: Tensor, image_size: int, margin: float) -> tuple[Ten
     top = image_size - 1
     corners = torch.tensor([[max(x0 - dx, 0.0), max(y0 - dy, 0.0)], [min(x1 + dx, top), min(y1 + dy, top)]])
     return corners[None].to(logits.device), torch.tensor([[2, 3]], dtype=torch.int32, device=logits.device)
+
+
+def clip_to_box(logits: Tensor, corners: Tensor, fraction: float, image_size: int) -> Tensor:
+    """``logits`` (B, M, r, r) over the model's S x S input (S = ``image_size``), with every pixel
+    outside the box ``corners`` (1, 2, 2) (x, y in model pixels) widened by ``fraction`` of its
+    width and height on each side set to CLIPPED_LOGIT."""
+    res = logits.shape[-1]
+    scale = res / image_size
+    (x0, y0), (x1, y1) = corners[0].tolist()
+    dx, dy = fraction * (x1 - x0 + 1), fraction * (y1 - y0 + 1)
+    c0, c1 = max(int((x0 - dx) * scale), 0), min(int((x1 + dx) * scale + 1), res)
+    r0, r1 = max(int((y0 - dy) * scale), 0), min(int((y1 + dy) * scale + 1), res)
+    out = torch.full_like(logits, CLIPPED_LOGIT)
+    out[..., r0:r1, c0:c1] = logits[..., r0:r1, c0:c1]
+    return out
 
 
 def mask_intensity(frame: Tensor, logits: Tensor) -> tuple[float, float] | None:
@@ -158,6 +189,13 @@ def chain_frame(
     feats = frame_features(model, session, frame)
     pix = model.add_no_memory(feats)
     out = model.decode(pix, feats.high_res, points, model.box_dense_prompt(points), False)
+    if chain.clip is not None:
+        corners, size = points[0], session.image_size
+        out = dataclasses.replace(
+            out,
+            low_res_masks=clip_to_box(out.low_res_masks, corners, chain.clip, size),
+            high_res_masks=clip_to_box(out.high_res_masks, corners, chain.clip, size),
+        )
     found = mask_intensity(session.source.load(frame, session.image_size), out.low_res_masks)
     if float(out.object_score_logits[0, 0]) <= 0 or not consistent(chain, state.reference, found):
         state.last = None
