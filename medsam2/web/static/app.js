@@ -375,7 +375,8 @@ async function start() {
   await reloadObjects();
   if (state.info.resume) await offerResume(state.info.resume);
   else if (!state.objects.length) await addObject(); // ready for the first box
-  status(`${state.info.shape.join("×")} voxels, sliced ${state.info.slicing.plane}; saves to ${state.info.output}. Add an object (N) and drag a box.`);
+  const tracking = state.info.tracker === "box-chain" ? "propagates by chaining boxes" : "propagates with the memory";
+  status(`${state.info.shape.join("×")} voxels, sliced ${state.info.slicing.plane}, ${tracking}; saves to ${state.info.output}. Add an object (N) and drag a box.`);
   window.medsam2.ready = true;
 }
 
