@@ -197,11 +197,11 @@ def test_existing_output_needs_overwrite(mni: Path, checkpoint: Path, tmp_path: 
 
 
 def test_box_chain_tracker_from_the_command_line(tmp_path: Path) -> None:
-    """The default model, nano-track, chains boxes through a volume unless `--tracker memory` says
-    otherwise (its config's tracker). On a validation CT phantom (seed 8000, the spleen boxed on
-    its largest slice): the mask keeps the input's geometry, the summary names the tracker used,
-    and the chained spleen is found on its own slices (Dice > 0.8) where the memory path, asked for
-    explicitly, scores 0.68."""
+    """`--checkpoint embedded:nano-track` chains boxes through a volume unless `--tracker memory`
+    says otherwise (its config's tracker). On a validation CT phantom (seed 8000, the spleen boxed
+    on its largest slice): the mask keeps the input's geometry, the summary names the tracker
+    used, and the chained spleen is found on its own slices (Dice > 0.8) where the memory path,
+    asked for explicitly, scores 0.68."""
     from medsam2.data.phantoms import ct_phantom
     from medsam2.data.phantoms_io import write_phantom
     from medsam2.evaluation.metrics import dice_np
@@ -215,6 +215,7 @@ def test_box_chain_tracker_from_the_command_line(tmp_path: Path) -> None:
     box = f"{xs.min()},{ys.min()},{k},{xs.max()},{ys.max()},{k}"
     out = tmp_path / "spleen.nii.gz"
     argv = ["segment", str(image), "--box", box, "--window", "abdomen", "-o", str(out), "--overwrite"]
+    argv += ["--checkpoint", "embedded:nano-track"]
     scores = {}
     for tracker in ("auto", "memory", "box-chain"):
         assert main([*argv, "--tracker", tracker] if tracker != "auto" else argv) == 0

@@ -199,12 +199,12 @@ def test_segment_images_prompts_name_their_images_and_overwrite(
 def test_embedded_model_is_used_without_checkpoint(
     data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without --checkpoint: the default embedded model for a video, the One-Prompt default for a
-    set of unrelated images (docs/embedded_model.md, "The defaults")."""
-    asked: list[bool] = []
+    """Without --checkpoint: the video default (a model whose memory works) for frames, the
+    One-Prompt default for a set of unrelated images (docs/embedded_model.md, "Stage 7f")."""
+    asked: list[str] = []
 
-    def embedded(name: str | None = None, one_prompt: bool = False) -> Path:
-        asked.append(one_prompt)
+    def embedded(name: str | None = None, task: str = "volume") -> Path:
+        asked.append(task)
         return data / "tiny.safetensors"
 
     monkeypatch.setattr(common, "_embedded_checkpoint", embedded)
@@ -212,7 +212,7 @@ def test_embedded_model_is_used_without_checkpoint(
             str(tmp_path / "out")]  # fmt: skip
     rc, _, stderr = _run(capsys, argv)
     assert rc == 0 and "using the embedded model" in stderr
-    assert asked and not any(asked)
+    assert asked and set(asked) == {"video"}
     asked.clear()
     imgs = [str(data / "imgs" / n) for n in ("a.png", "b.png", "c.jpg")]
     argv = [
@@ -226,7 +226,7 @@ def test_embedded_model_is_used_without_checkpoint(
     ]
     rc, _, stderr = _run(capsys, argv)
     assert rc == 0 and "using the embedded model" in stderr, stderr
-    assert asked and all(asked)
+    assert asked and set(asked) == {"one-prompt"}
 
 
 @pytest.mark.parametrize("command", ["segment-video", "segment-images"])

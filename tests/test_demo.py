@@ -1,9 +1,9 @@
 """`medsam2 demo` (what `make demo` runs): the main job on the embedded models, end to end.
 
-The Dice floors guard the shipped weights: the default model (nano-track, chaining boxes through
-the volume) scores 0.976 on the real MRI sample's whole brain and 0.858 on the phantom's liver
-(`embedded:nano` with its memory, the demo's model before: 0.715); a broken asset, preset, tracker
-or propagation path falls far below them.
+The Dice floors guard the shipped weights: the default model (nano-chain, chaining boxes through
+the volume) scores 0.969 on the real MRI sample's whole brain and 0.907 on the phantom's liver
+(`embedded:nano` with its memory, the phantom demo's model before: 0.715); a broken asset, preset,
+tracker or propagation path falls far below them.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def test_demo_lists_and_runs_the_phantom_with_the_default_model(
     rc = main(["demo", "--sample", "phantom", "--no-gif", "--output", str(out)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
-    assert "using the embedded model (nano_track.safetensors)" in captured.err
+    assert "using the embedded model (nano_chain.safetensors)" in captured.err
     report = json.loads((out / "demo.json").read_text())
     assert report["sample"] == "phantom" and report["structure"] == "liver" and report["dice"] >= 0.8, report
     assert report["tracker"] == "box-chain"

@@ -26,18 +26,20 @@ def test_every_embedded_model_ships_and_loads(name: str, capsys: pytest.CaptureF
 
 
 def test_the_defaults_and_unknown_names_are_refused() -> None:
-    """nano-track for volumes, videos and images; nano-synth for One-Prompt sets of unrelated
-    images (both chosen on validation: docs/embedded_model.md, "The defaults")."""
-    assert resolve_checkpoint(BASE) == (checkpoint_path("nano-track"), True)
-    assert resolve_checkpoint(BASE, one_prompt=True) == (checkpoint_path("nano-synth"), True)
+    """nano-chain for volumes and images, nano-track for videos (its memory works), nano-synth for
+    One-Prompt sets of unrelated images (chosen on validation: docs/embedded_model.md, "Stage 7f"
+    and "The defaults"); --checkpoint overrides each."""
+    assert resolve_checkpoint(BASE) == (checkpoint_path("nano-chain"), True)
+    assert resolve_checkpoint(BASE, "video") == (checkpoint_path("nano-track"), True)
+    assert resolve_checkpoint(BASE, "one-prompt") == (checkpoint_path("nano-synth"), True)
     given = dataclasses.replace(BASE, checkpoint=Path("embedded:nano"))
-    assert resolve_checkpoint(given, one_prompt=True) == (checkpoint_path("nano"), True)
+    assert resolve_checkpoint(given, "one-prompt") == (checkpoint_path("nano"), True)
     assert checkpoint_path("nano-xl") is None
     opts = dataclasses.replace(BASE, checkpoint=Path("embedded:nano-xl"))
     with pytest.raises(
         InputError,
         match=r"embedded:nano-xl: no such embedded model \(installed: embedded:nano, embedded:nano-synth, "
-        r"embedded:nano-box, embedded:nano-track\)",
+        r"embedded:nano-box, embedded:nano-track, embedded:nano-chain\)",
     ):
         resolve_checkpoint(opts)
 
@@ -93,7 +95,8 @@ def test_memory_carries_the_mask_onto_identical_slices(name: str, organ: int) ->
 
 
 @pytest.mark.parametrize(("name", "tracker"), [("nano", "memory"), ("nano-synth", "memory"),
-                                               ("nano-box", "memory"), ("nano-track", "box-chain")])  # fmt: skip
+                                               ("nano-box", "memory"), ("nano-track", "box-chain"),
+                                               ("nano-chain", "box-chain")])  # fmt: skip
 def test_each_shipped_config_names_its_tracker(name: str, tracker: str) -> None:
     """The tracker a model's config names is what a predictor uses when the caller names none;
     a set of unrelated images always reads the memory (there is no previous slice to box from)."""

@@ -143,7 +143,7 @@ def test_box_propagate_save_in_the_browser(tmp_path: Path) -> None:
         assert (webgl2_version(page) or "").startswith("WebGL 2.0")
         open_app(page, url)
         assert "token=" not in page.url  # the token went into a cookie
-        # the default model (nano-track) chains boxes through volumes, and the page says so
+        # the default model (nano-chain) chains boxes through volumes, and the page says so
         assert "propagates by chaining boxes" in page.inner_text("#status")
         k = _box(page, wmap)
         _click_and_undo(page, wmap, k)

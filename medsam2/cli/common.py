@@ -235,17 +235,17 @@ def resolve_device(name: str) -> str:
     raise ConfigError(f"--device {name}: unknown device; choose auto, cpu, cuda, cuda:N or mps")
 
 
-def _embedded_checkpoint(name: str | None = None, one_prompt: bool = False) -> Path | None:
-    """Embedded model ``name``'s weights file (default: the default one, or the One-Prompt default
-    for sets of unrelated images), or None when not shipped."""
+def _embedded_checkpoint(name: str | None = None, task: str = "volume") -> Path | None:
+    """Embedded model ``name``'s weights file (default: the default for ``task``, one of
+    ``medsam2.model.embedded.TASKS``), or None when not shipped."""
     try:
         module = importlib.import_module(EMBEDDED_MODULE)
     except ModuleNotFoundError as exc:
         if exc.name in (EMBEDDED_MODULE, "medsam2.model"):
             return None
         raise
-    if name is None and one_prompt:
-        name = getattr(module, "DEFAULT_ONE_PROMPT", None)
+    if name is None:
+        name = getattr(module, "DEFAULTS", {}).get(task)
     getter = getattr(module, "checkpoint_path", None)
     path = (getter() if name is None else getter(name)) if callable(getter) else None
     return Path(path) if path is not None and Path(path).is_file() else None
@@ -264,10 +264,10 @@ def _embedded_names() -> list[str]:
     return [n for n in models if _embedded_checkpoint(n) is not None]
 
 
-def resolve_checkpoint(opts: CommonOptions, one_prompt: bool = False) -> tuple[Path, bool]:
+def resolve_checkpoint(opts: CommonOptions, task: str = "volume") -> tuple[Path, bool]:
     """(weights file, whether it is the embedded model); errors name ``--checkpoint``. Without
-    ``--checkpoint``: the default embedded model, or with ``one_prompt`` (a set of unrelated 2D
-    images) the One-Prompt default."""
+    ``--checkpoint``: the default embedded model for ``task`` ("volume", "video" or "one-prompt":
+    a set of unrelated 2D images)."""
     if opts.checkpoint is not None and str(opts.checkpoint).startswith(EMBEDDED_PREFIX):
         name = str(opts.checkpoint)[len(EMBEDDED_PREFIX) :]
         chosen = _embedded_checkpoint(name)
@@ -283,7 +283,7 @@ def resolve_checkpoint(opts: CommonOptions, one_prompt: bool = False) -> tuple[P
         if not opts.checkpoint.is_file():
             raise InputError(f"--checkpoint {opts.checkpoint}: file not found")
         return opts.checkpoint, False
-    embedded = _embedded_checkpoint(one_prompt=one_prompt)
+    embedded = _embedded_checkpoint(task=task)
     if embedded is None:
         raise ConfigError(
             "no --checkpoint given and no embedded model is installed: pass --checkpoint FILE "
@@ -292,14 +292,14 @@ def resolve_checkpoint(opts: CommonOptions, one_prompt: bool = False) -> tuple[P
     return embedded, True
 
 
-def load_cli_model(opts: CommonOptions, device: str, one_prompt: bool = False) -> tuple[Any, Path]:
+def load_cli_model(opts: CommonOptions, device: str, task: str = "volume") -> tuple[Any, Path]:
     """Load the model the options ask for on ``device``; returns (Sam2Model, weights path).
-    ``one_prompt``: the job is a set of unrelated 2D images (see ``resolve_checkpoint``)."""
+    ``task``: what the job is, for the default embedded model (see ``resolve_checkpoint``)."""
     import torch
 
     from medsam2.model.checkpoint import load_model
 
-    path, embedded = resolve_checkpoint(opts, one_prompt)
+    path, embedded = resolve_checkpoint(opts, task)
     if embedded and opts.checkpoint is None:
         print(f"medsam2: no --checkpoint given; using the embedded model ({path.name})", file=sys.stderr)
     elif embedded:

@@ -163,7 +163,9 @@ def build_segmenters(
             parse_int(args.image_size, "--image-size", 32), args.device, memories[0], None, seed,
             Path("."), False, False,
         )  # fmt: skip
-        model, path = load_cli_model(opts, process_device(args.device), one_prompt=unordered)
+        model, path = load_cli_model(
+            opts, process_device(args.device), task="one-prompt" if unordered else "volume"
+        )
         meta.update(checkpoint=str(path), model_id=file_sha256(path), preset=model.config.name)
         for t in dict.fromkeys(t or model.config.tracker for t in trackers):
             for m in memories:

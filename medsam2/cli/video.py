@@ -258,13 +258,14 @@ def _run(job: _Job, opts: CommonOptions) -> int:
     from medsam2.outputs import check_output_folder, staged_folder
 
     check_output_folder(opts.output, opts.overwrite)
-    resolve_checkpoint(opts, job.image_set)  # cheap checks first: fail before reading any image
+    task = "one-prompt" if job.image_set else "video"
+    resolve_checkpoint(opts, task)  # cheap checks first: fail before reading any image
     device = resolve_device(opts.device)
     stems = _stems(job.paths)
     source = ImageListFrames(job.paths)
     prompts = resolve_prompts(job.objects, job.frames, source.frame_size)
     _check_prompt_images(job, prompts)
-    model, checkpoint = load_cli_model(opts, device, one_prompt=job.image_set)
+    model, checkpoint = load_cli_model(opts, device, task=task)
     options = memory_options(opts, model.config.num_maskmem)
     outputs = _segment_images(job, opts, model, options, prompts) if job.image_set else None
     video = None if job.image_set else _start_video(opts, model, options, source, prompts)
