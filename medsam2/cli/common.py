@@ -128,8 +128,9 @@ def add_tracker_argument(group: Any) -> None:
         default="auto",
         metavar="T",
         help="how unprompted slices are segmented: auto (default: the model's own; box-chain for "
-        "the embedded nano-track, memory for SAM 2 / MedSAM-2 checkpoints), memory (SAM 2's memory) "
-        "or box-chain (each slice boxed from the previous slice's mask; docs/embedded_model.md)",
+        "the embedded nano-chain and nano-track, memory for SAM 2 / MedSAM-2 checkpoints), memory "
+        "(SAM 2's memory) or box-chain (each slice boxed from the previous slice's mask; "
+        "docs/embedded_model.md)",
     )
 
 
