@@ -13,7 +13,7 @@ other shipped model.
   scores, on validation, CT / T1 / T2 / generated volumes 0.88 / 0.82 / 0.69 / 0.45 (``nano-track``
   chained 0.84 / 0.64 / 0.31 / 0.35). Its memory path no longer carries a mask (the copy test
   0.30), so it is for box chaining only; One-Prompt sets are not its job.
-* ``nano-track``: ``nano`` given the dense box and fine-tuned on phantoms, generated volumes and
+* ``nano-track`` (the video default): ``nano`` given the dense box and fine-tuned on phantoms, generated volumes and
   one-slice box episodes on basic shapes (stage 7). It answers the box and keeps a working memory
   (the copy test 0.96); chained (its config's tracker) or through its memory (``--tracker
   memory``); One-Prompt 2D sets are its weak point.
@@ -22,7 +22,7 @@ other shipped model.
   ignores a small box (the phantoms' abdominal organs, basic shapes).
 * ``nano``: phantoms, then CT/MR phantoms and the MNI152 template (stages 1-3), then phantoms with
   generated volumes (stage 3b); strong on the phantoms' organs, near 0 on real MRI. Chosen with
-  ``--checkpoint embedded:nano`` (and by ``medsam2 demo --sample phantom``).
+  ``--checkpoint embedded:nano``.
 * ``nano-box``: ``nano-synth`` fine-tuned to answer the box (stage 6): trained with
   ``box_mask_prompt`` (a box reaches the decoder as a dense mask as well as two corners), it
   segments the boxed object on the prompted slice far better than the others; what it
