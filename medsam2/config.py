@@ -13,11 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HieraConfig", "ModelConfig", "TRACKERS", "config_from_dict", "config_to_dict"]
+from medsam2.errors import ConfigError
+
+__all__ = ["HieraConfig", "ModelConfig", "TRACKERS", "check_tracker", "config_from_dict", "config_to_dict"]
 
 # how unprompted slices of a volume are segmented: SAM 2's memory path, or box chaining
 # (medsam2.engine.box_chain); a model's config names the one its weights were chosen with
 TRACKERS = ("memory", "box-chain")
+
+
+def check_tracker(tracker: str) -> str:
+    """``tracker`` if known, else a ConfigError naming the choices."""
+    if tracker not in TRACKERS:
+        raise ConfigError(f"tracker must be one of {', '.join(TRACKERS)}, got {tracker!r}")
+    return tracker
 
 
 @dataclass(frozen=True)
@@ -125,8 +134,7 @@ class ModelConfig:
     tracker: str = "memory"
 
     def __post_init__(self) -> None:
-        if self.tracker not in TRACKERS:
-            raise ValueError(f"tracker must be one of {', '.join(TRACKERS)}, got {self.tracker!r}")
+        check_tracker(self.tracker)
 
     def replace(self, **changes: Any) -> ModelConfig:
         """Return a copy with `changes` applied (e.g. ``cfg.replace(image_size=512)``)."""

@@ -91,6 +91,7 @@ def cmd_segment_batch(args: argparse.Namespace) -> int:
 
     seed = parse_int(args.seed, "--seed", 0) or 0
     speed = parse_speed(args.speed)
+    tracker = parse_tracker(args.tracker)  # a bad flag fails before any case is read
     memories = parse_list(args.memory, "--memory")
     if len(memories) != 1 or memories[0] not in ("fifo", "self-sorting"):
         raise ConfigError(f"--memory {args.memory}: choose one of fifo or self-sorting")
@@ -112,7 +113,7 @@ def cmd_segment_batch(args: argparse.Namespace) -> int:
         memory=opts.memory,
         memory_options=ModelSegmenter(model, opts.memory, size, seed=seed).policy_options(),
         speed=speed,
-        tracker=parse_tracker(args.tracker) or model.config.tracker,
+        tracker=tracker or model.config.tracker,
     )
     outcome = segment_batch(model, file_sha256(path), cases, Path(args.out), options, _parse_objects)
     if not outcome.merged:

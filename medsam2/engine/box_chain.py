@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medsam2.config import TRACKERS
+from medsam2.config import check_tracker
 from medsam2.engine.frame_steps import frame_features, store_result
 from medsam2.errors import ConfigError
 
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 __all__ = [
     "BoxChain",
     "ChainState",
-    "TRACKERS",
     "box_from_logits",
     "clip_to_box",
     "mask_intensity",
@@ -94,10 +93,6 @@ class ChainState:
     last: Tensor | None = None
     reference: tuple[float, float] | None = None
 
-    @property
-    def stopped(self) -> bool:
-        return self.last is None
-
 
 def box_from_logits(logits: Tensor, image_size: int, margin: float) -> tuple[Tensor, Tensor] | None:
     """The decoder's box prompt for the mask ``logits`` (1, 1, h, w) (> 0: inside): corners
@@ -149,13 +144,6 @@ def consistent(
         return False
     mean, std = reference
     return abs(found[0] - mean) <= chain.tolerance * max(std, chain.min_std)
-
-
-def check_tracker(tracker: str) -> str:
-    """``tracker`` if known, else a ConfigError naming the choices."""
-    if tracker not in TRACKERS:
-        raise ConfigError(f"tracker must be one of {', '.join(TRACKERS)}, got {tracker!r}")
-    return tracker
 
 
 def start_chain(session: InferenceSession, obj: ObjectState, frame: int) -> ChainState:
