@@ -188,3 +188,78 @@ def test_box_chain_in_an_interactive_session_runs_each_direction(track_model) ->
         ref = masks["forward"][f] if f >= k else masks["backward"][f]
         assert np.array_equal(masks["both"][f], ref)
     assert sum(int(m.any()) for m in masks["both"].values()) > 5
+
+
+@pytest.fixture(scope="module")
+def chain_model():  # noqa: ANN201
+    from medsam2 import load_model
+    from medsam2.model.embedded import checkpoint_path
+
+    path = checkpoint_path("nano-chain")
+    assert path is not None
+    return load_model(path)
+
+
+def test_a_correction_in_a_box_chain_session_is_the_chained_box_plus_the_click(
+    chain_model,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A click on a chained slice (validation CT phantom 8000, the aorta, the worst chained slice,
+    clicked where a user would) is decoded without memory, from the box of that slice's chained
+    mask followed by the click. With nano-chain the aorta survives it (the memory path, whose
+    memory nano-chain no longer reads, turned the same slices' 0.89 into 0.09; docs/embedded_model.md,
+    "Corrections"), and a box given with the click replaces the chained one."""
+    from correction_helpers import tight_box, user_click
+
+    from medsam2 import VideoPredictor
+    from medsam2.data.phantoms import ct_phantom
+    from medsam2.evaluation.metrics import dice_np
+    from medsam2.preprocessing import normalize_volume, slice_geometry, volume_to_frames
+
+    ph = ct_phantom(seed=8000)
+    geom = slice_geometry(ph.volume, "auto")
+    frames = volume_to_frames(normalize_volume(ph.volume, None), geom)
+    truth = volume_to_frames(ph.label == 6, geom)
+    k = int(truth.sum((1, 2)).argmax())
+    vp = VideoPredictor(chain_model)  # nano-chain's own tracker: box chaining
+    assert vp.tracker == "box-chain"
+    vp.start(frames)
+    vp.add_prompt(k, 1, box=tight_box(truth[k]))
+    first = {f: o.masks[0].numpy() for f, o in vp.segment().items()}
+    t = min((f for f in first if f != k and truth[f].any()), key=lambda f: dice_np(first[f], truth[f]))
+    click = user_click(first[t], truth[t])
+    assert click is not None
+    chained = vp.session.objects[1].results[t].low_res_logits.clone()  # type: ignore[union-attr]
+
+    seen = []
+    decode = chain_model.decode
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        seen.append(args[2])
+        return decode(*args, **kwargs)
+
+    def no_memory(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("a box-chain correction must not read the memory")
+
+    monkeypatch.setattr(chain_model, "decode", spy)
+    monkeypatch.setattr(chain_model, "condition_on_memory", no_memory)
+    out = vp.add_prompt(t, 1, points=[click[0]], labels=[click[1]])
+    ((coords, labels),) = seen
+    expected = box_from_logits(chained, chain_model.image_size, 0.0)
+    assert expected is not None
+    assert labels.tolist() == [[2, 3, click[1]]]
+    assert torch.allclose(coords[0, :2], expected[0][0])
+    h, w = truth[t].shape
+    size = chain_model.image_size
+    assert coords[0, 2].tolist() == pytest.approx([click[0][0] / w * size, click[0][1] / h * size], abs=1e-3)
+    before, after = dice_np(first[t], truth[t]), dice_np(out.masks[0].numpy(), truth[t])
+    assert before > 0.8 and after > before - 0.05
+
+    seen.clear()
+    user = [10.0, 12.0, 40.0, 44.0]
+    vp.add_prompt(t, 1, box=user, points=[click[0]], labels=[click[1]], clear=True)
+    ((coords, labels),) = seen
+    assert labels.tolist() == [[2, 3, click[1]]]
+    assert coords[0, :2].flatten().tolist() == pytest.approx(
+        [user[0] / w * size, user[1] / h * size, user[2] / w * size, user[3] / h * size], abs=1e-3
+    )

@@ -40,6 +40,7 @@ __all__ = [
     "ChainState",
     "box_from_logits",
     "clip_to_box",
+    "correction_points",
     "mask_intensity",
     "consistent",
     "check_tracker",
@@ -107,6 +108,24 @@ def box_from_logits(logits: Tensor, image_size: int, margin: float) -> tuple[Ten
     top = image_size - 1
     corners = torch.tensor([[max(x0 - dx, 0.0), max(y0 - dy, 0.0)], [min(x1 + dx, top), min(y1 + dy, top)]])
     return corners[None].to(logits.device), torch.tensor([[2, 3]], dtype=torch.int32, device=logits.device)
+
+
+def correction_points(
+    logits: Tensor, points: tuple[Tensor, Tensor] | None, image_size: int
+) -> tuple[Tensor, Tensor] | None:
+    """The decoder's prompt for a correction of a chained frame whose mask is ``logits``
+    (1, 1, h, w): the tight box of that mask (the box the chain answered, as near as it can be
+    rebuilt) before the user's ``points`` (coords (1, N, 2) in model pixels, labels (1, N)).
+
+    A model that answers boxes better than clicks (what box chaining is for) keeps its answer's
+    extent and moves it by the clicks, where the clicks alone, or the memory of a model whose
+    memory path does not work, lose the object (docs/embedded_model.md, "Corrections")."""
+    box = box_from_logits(logits, image_size, 0.0)
+    if box is None:
+        return points
+    if points is None:
+        return box
+    return torch.cat([box[0], points[0].to(box[0])], dim=1), torch.cat([box[1], points[1].to(box[1])], dim=1)
 
 
 def clip_to_box(logits: Tensor, corners: Tensor, fraction: float, image_size: int) -> Tensor:

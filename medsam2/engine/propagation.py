@@ -16,7 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medsam2.engine.box_chain import ChainState, chain_frame, chain_lead_ins, start_chain
+from medsam2.engine.box_chain import (
+    ChainState,
+    chain_frame,
+    chain_lead_ins,
+    correction_points,
+    start_chain,
+)
 from medsam2.engine.frame_steps import encode_ahead, frame_features, store_result
 from medsam2.engine.memory import MemoryEntry
 from medsam2.engine.retention import expiry_schedule, release
@@ -95,7 +101,10 @@ def prompt_frame(model: Sam2Model, session: InferenceSession, obj_id: int, frame
     """Decode `obj_id` on `frame` from that frame's prompts (SAM 2's add-points step).
 
     A frame never tracked before is decoded without memory; a frame already tracked is decoded
-    with memory and with its previous mask logits as an extra dense prompt (a correction).
+    with memory and with its previous mask logits as an extra dense prompt (a correction). In a
+    box-chaining session (``session.box_chain``) a correction reads no memory either (the chain
+    never did): it is decoded from the previous logits and the box the chain answered, unless
+    the prompt brings its own box (`medsam2.engine.box_chain.correction_points`).
     """
     obj = session.object(obj_id)
     prompt = obj.prompts.get(frame)
@@ -108,18 +117,24 @@ def prompt_frame(model: Sam2Model, session: InferenceSession, obj_id: int, frame
         out = model.mask_as_output(feats.vision, feats.high_res, _mask_input(session, prompt.mask))
     else:
         points = _model_points(session, frame, prompt)
-        if is_init:
+        prev = obj.results.get(frame)
+        if not is_init:
+            obj.policy.remove(frame)
+        if is_init or session.box_chain is not None:
             pix = model.add_no_memory(feats)
         else:
-            obj.policy.remove(frame)
             pix = _memory_inputs(model, session, obj, frame, reverse, feats)
-        prev = obj.results.get(frame)
+        if session.box_chain is not None and prev is not None and prompt.box is None:
+            points = correction_points(prev.low_res_logits, points, session.image_size)
         prev_logits = (
-            None if prev is None else torch.clamp(prev.low_res_logits.to(session.device), -32.0, 32.0)
+            None
+            if prev is None
+            else torch.clamp(prev.low_res_logits.detach().to(session.device), -32.0, 32.0)
         )
         if prev_logits is None:  # a first answer on this frame: models trained for it get the box densely
             prev_logits = model.box_dense_prompt(points)
-        multimask = model.use_multimask(is_init, prompt.num_points)
+        # the points the decoder sees (an implied correction box counts, as a user's box does)
+        multimask = model.use_multimask(is_init, 0 if points is None else int(points[1].shape[1]))
         out = model.decode(pix, feats.high_res, points, prev_logits, multimask)
     return store_result(model, session, obj, frame, feats, out, prompted=True, reverse=reverse, binarize=True)
 
