@@ -29,6 +29,7 @@ MEMORIES = ("fifo", "self-sorting")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 VAL_PROMPTS = ("box", "click", "mask")
 MASK_LOSSES = ("focal", "bce")
+TRACKERS = ("memory", "box-chain")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,12 @@ class TrainConfig:
     max_clicks: int = 1  # positive clicks per prompted frame: 1..max_clicks
     max_negative_clicks: int = 0  # negative clicks: 0..max_negative_clicks
     box_jitter: float = 0.1  # each box side moves outwards by up to this fraction of the box size
+    # corrective clicks: with probability correction_prob an episode's prompted frames get
+    # 1..correction_clicks clicks, one at a time, each on an error of the answer before it (0: off)
+    correction_clicks: int = 0
+    correction_prob: float = 0.5
+    # how unprompted frames are segmented, and corrections decoded: as inference does with it
+    tracker: str = "memory"
     # memory
     memory: str = "self-sorting"
     memory_size: int = 16  # self-sorting bank capacity
@@ -209,7 +216,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
             raise _fail(name, "must be >= 1", getattr(cfg, name))
     if cfg.prompt_freq is not None and cfg.prompt_freq < 1:
         raise _fail("prompt_freq", "must be >= 1", cfg.prompt_freq)
-    for name in ("seed", "warmup_steps", "max_negative_clicks", "val_every"):
+    for name in ("seed", "warmup_steps", "max_negative_clicks", "val_every", "correction_clicks"):
         if getattr(cfg, name) < 0:
             raise _fail(name, "must be >= 0", getattr(cfg, name))
     for name in (
@@ -217,6 +224,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
         "clip_reverse",
         "single_frame",
         "box_jitter",
+        "correction_prob",
         "min_lr_ratio",
         "focal_alpha",
     ):
@@ -259,6 +267,7 @@ def _check_choices(cfg: TrainConfig) -> None:
         "device": DEVICES,
         "val_prompt": VAL_PROMPTS,
         "mask_loss": MASK_LOSSES,
+        "tracker": TRACKERS,
     }
     for name, allowed in choices.items():
         if getattr(cfg, name) not in allowed:

@@ -9,6 +9,7 @@ that ``DistributedDataParallel`` can wrap it.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -17,14 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from medsam2.engine.box_chain import BoxChain
 from medsam2.engine.memory import make_policy
 from medsam2.engine.propagation import propagate
 from medsam2.engine.session import FeatureCache, InferenceSession
 from medsam2.model.sam2_model import Sam2Model
+from medsam2.training.corrections import Earlier, correct_episode
 from medsam2.training.losses import LOSS_TERMS, MultiMaskLoss
 from medsam2.training.recipes import Episode
 
-__all__ = ["EpisodeModel", "run_episode", "episode_loss", "resize_mask"]
+__all__ = ["EpisodeModel", "run_episode", "run_corrections", "episode_loss", "resize_mask"]
 
 
 def resize_mask(mask: np.ndarray, size: int, device: torch.device) -> Tensor:
@@ -36,7 +39,8 @@ def resize_mask(mask: np.ndarray, size: int, device: torch.device) -> Tensor:
 
 
 def run_episode(model: Sam2Model, episode: Episode, device: torch.device) -> InferenceSession:
-    """Prompt and propagate every object of ``episode`` (gradients as the caller's mode allows)."""
+    """Prompt and propagate every object of ``episode`` (gradients as the caller's mode allows),
+    with the episode's tracker (box chaining: as `VideoPredictor(tracker="box-chain")`)."""
     session = InferenceSession(
         source=episode.source,
         image_size=model.image_size,
@@ -45,6 +49,7 @@ def run_episode(model: Sam2Model, episode: Episode, device: torch.device) -> Inf
         device=device,
         memory_dtype=torch.float32,
         keep_decoder_outputs=True,
+        box_chain=BoxChain() if episode.tracker == "box-chain" else None,
     )
     for obj_id, prompts in episode.prompts.items():
         session.object(obj_id).prompts.update(prompts)
@@ -59,11 +64,29 @@ def _dice(inter: float, total: float) -> float:
     return 1.0 if total == 0 else 2.0 * inter / total
 
 
+def run_corrections(model: Sam2Model, session: InferenceSession, episode: Episode) -> list[Earlier]:
+    """The episode's corrective clicks (`medsam2.training.corrections`) on a propagated session."""
+    if episode.corrections <= 0:
+        return []
+    size = session.image_size
+    targets = {
+        obj_id: {f: resize_mask(episode.targets[obj_id][f], size, session.device) for f in prompts}
+        for obj_id, prompts in episode.prompts.items()
+    }
+    return correct_episode(model, session, episode, targets)
+
+
 def episode_loss(
-    session: InferenceSession, episode: Episode, loss_fn: MultiMaskLoss, trainable: list[nn.Parameter]
+    session: InferenceSession,
+    episode: Episode,
+    loss_fn: MultiMaskLoss,
+    trainable: list[nn.Parameter],
+    earlier: Sequence[Earlier] = (),
 ) -> tuple[Tensor, dict[str, float]]:
     """Mean loss over (object, frame) pairs whose output the model produced (frames prompted with
-    a mask are skipped: their output is the prompt itself), and statistics for the log:
+    a mask are skipped: their output is the prompt itself) and over the ``earlier`` answers that
+    corrective clicks replaced (scored in the loss, not in the statistics), and statistics for the
+    log (of the final answers):
     each loss term, "dice" (Dice of the kept masks over the episode's frames, averaged over
     objects), "dice_memory" (the same over the frames without a prompt: what the memory alone
     achieved) and "frames" (pairs scored).
@@ -92,6 +115,12 @@ def episode_loss(
             overlap.append(torch.stack([(pred & target).sum(), pred.sum() + target.sum()]).float())
             owners.append((obj_id, prompt is None))
             count += 1
+    for e in earlier:
+        target = resize_mask(episode.targets[e.obj_id][e.frame], size, session.device)
+        out = e.output
+        parts = loss_fn(out.high_res_multimasks[0], out.ious[0], out.object_score_logits[0], target)
+        total = parts["total"] if total is None else total + parts["total"]
+        count += 1
     if total is None:  # nothing to score: a zero that still reaches every parameter (DDP needs it)
         total = sum((p.sum() * 0.0 for p in trainable), torch.zeros((), device=session.device))
     else:
@@ -143,5 +172,8 @@ class EpisodeModel(nn.Module):
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
         with ctx:
             session = run_episode(self.model, episode, device)
+            earlier = run_corrections(self.model, session, episode)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        return episode_loss(session, episode, self.loss_fn, trainable)
+        loss, stats = episode_loss(session, episode, self.loss_fn, trainable, earlier)
+        stats["corrections"] = float(len(earlier))
+        return loss, stats

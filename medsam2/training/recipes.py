@@ -86,6 +86,8 @@ class Episode:
     memory: str
     memory_options: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    corrections: int = 0  # corrective clicks per prompted frame (`medsam2.training.corrections`)
+    tracker: str = "memory"  # "memory" or "box-chain": how the session segments and corrects
 
     @property
     def num_frames(self) -> int:
@@ -150,6 +152,10 @@ class EpisodeSampler:
         else:
             ep = self._sample_2d(rng, g)
         ep.memory_options = policy_options(self.model_cfg, self.cfg, seed)
+        ep.tracker = self.cfg.tracker
+        # drawn only when enabled, so older configs keep their episodes
+        if self.cfg.correction_clicks > 0 and rng.random() < self.cfg.correction_prob:
+            ep.corrections = int(rng.integers(1, self.cfg.correction_clicks + 1))
         ep.info.update(step=step, index=index, seed=seed)
         return ep
 
