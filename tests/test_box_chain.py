@@ -263,3 +263,40 @@ def test_a_correction_in_a_box_chain_session_is_the_chained_box_plus_the_click(
     assert coords[0, :2].flatten().tolist() == pytest.approx(
         [user[0] / w * size, user[1] / h * size, user[2] / w * size, user[3] / h * size], abs=1e-3
     )
+
+
+def test_each_slice_is_chained_from_the_nearest_prompt_of_its_object(chain_model) -> None:  # noqa: ANN001
+    """An object boxed on two slices t < k of a validation CT phantom (the liver): the slices
+    between them nearer t come out as a session prompted on t alone gives them (chained forward
+    from t), those nearer k as one prompted on k alone (chained backward from k); before, the
+    forward chain from t ran on to k."""
+    from correction_helpers import tight_box
+
+    from medsam2 import VideoPredictor
+    from medsam2.data.phantoms import ct_phantom
+    from medsam2.preprocessing import normalize_volume, slice_geometry, volume_to_frames
+
+    ph = ct_phantom(seed=8000)
+    geom = slice_geometry(ph.volume, "auto")
+    frames = volume_to_frames(normalize_volume(ph.volume, None), geom)
+    truth = volume_to_frames(ph.label == 1, geom)
+    k = int(truth.sum((1, 2)).argmax())
+    present = np.flatnonzero(truth.any((1, 2)))
+    t = int(present[len(present) // 5])
+    assert k - t >= 8
+
+    def run(prompted: list[int]) -> dict[int, np.ndarray]:
+        vp = VideoPredictor(chain_model, tracker="box-chain")
+        vp.start(frames)
+        for f in prompted:
+            vp.add_prompt(f, 1, box=tight_box(truth[f]))
+        return {f: o.masks[0].numpy() for f, o in vp.segment().items()}
+
+    both, from_t, from_k = run([t, k]), run([t]), run([k])
+    mid = (t + k) // 2
+    for f in range(t + 1, mid + 1):
+        assert np.array_equal(both[f], from_t[f]), f
+    for f in range(mid + 1, k):
+        assert np.array_equal(both[f], from_k[f]), f
+    assert any(not np.array_equal(from_t[f], from_k[f]) for f in range(mid + 1, k))  # the rule matters
+    assert sum(int(both[f].any()) for f in range(t, k + 1)) == k - t + 1  # no chain stopped here

@@ -10,7 +10,9 @@ is always answered with *something*, so the chain stops where the answer stops l
 object: the mean intensity under the new mask must stay within ``tolerance`` standard deviations
 of the mean under the mask of the prompted slice the pass started from (both on the frames the
 model sees). Once stopped, the pass leaves the
-object empty until it reaches another prompted slice, which restarts the chain.
+object empty until it reaches another prompted slice, which restarts the chain. With several
+prompts of an object (direction "both"), each slice is chained from the nearest one: a
+correction's slice carries to its neighbours, not to every slice up to the next prompt.
 
 What a box cannot carry: an object that splits into parts far apart (the box spans them and the
 answer is one blob), or one that touches a neighbour of the same intensity (the check cannot see
@@ -216,19 +218,26 @@ def chain_frame(
 def chain_lead_ins(
     model: Sam2Model, session: InferenceSession, start: int, chain: BoxChain
 ) -> dict[int, ChainState]:
-    """Box chaining with direction "both": an object first prompted after the forward pass's
-    ``start`` is chained backward from that prompt down to ``start`` before the passes run (the
-    forward pass reaches those frames before the object's prompt). Its results stay in
-    ``obj.results`` for the forward pass; returns each such object's chain as it arrived at
-    ``start``, to continue the backward pass from."""
+    """Box chaining with direction "both": every slice is chained from its nearest prompt of the
+    object. Before the passes run, each object is chained backward from each prompt ``p`` after
+    its first, down to the slice after the midpoint between ``p`` and the object's previous prompt
+    (the slices nearer ``p``; the forward pass from the previous prompt takes the others, and the
+    middle one of a tie), and from its first prompt, when that lies after the forward pass's
+    ``start``, down to ``start`` (the forward pass reaches those slices before the object's
+    prompt). The results stay in ``obj.results`` and the forward pass skips them; returns, for
+    each object whose first prompt lies after ``start``, its chain as it arrived at ``start``, to
+    continue the backward pass from."""
     states = {}
     for obj in session.objects.values():
-        if not obj.prompts or min(obj.prompts) <= start:
-            continue
-        first = min(obj.prompts)  # no prompt of obj lies below it
-        state = start_chain(session, obj, first)
-        for frame in range(first - 1, start - 1, -1):
-            if chain_frame(model, session, obj, frame, True, state, chain) is None:
-                break
-        states[obj.obj_id] = state
+        prompted = sorted(obj.prompts)
+        for i, first in enumerate(prompted):
+            if i == 0 and first <= start:
+                continue
+            lowest = start if i == 0 else (first + prompted[i - 1]) // 2 + 1
+            state = start_chain(session, obj, first)
+            for frame in range(first - 1, lowest - 1, -1):
+                if chain_frame(model, session, obj, frame, True, state, chain) is None:
+                    break
+            if i == 0:
+                states[obj.obj_id] = state
     return states
