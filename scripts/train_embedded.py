@@ -1,6 +1,6 @@
 """Reproduce the embedded models: datasets -> `medsam2 train` stages -> assets.
 
-    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|4|3b|6|7a|...|7d|7f|micro|all] [--resume]
+    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|4|3b|6|7a|...|7d|7f|7h|7g|micro|all] [--resume]
 
 Stage 1 (``configs/embedded_nano.json``): `nano` from scratch on 40 CT phantoms (seeds 0-39),
 6-slice clips with a box on every 3rd slice: the model learns to segment around a box.
@@ -20,7 +20,7 @@ The demo and the quality benchmarks use phantom seeds >= 8000 and real images ne
 (the MNI152 T1 image itself, stardist's nuclei); see docs/embedded_model.md. Runs on whatever device is available (CPU works; docs/embedded_model.md has
 the times). Stage 3b's final weights become medsam2/assets/nano.safetensors (``embedded:nano``),
 stage 4's medsam2/assets/nano_synth.safetensors (``embedded:nano-synth``, the One-Prompt default),
-stage 7d's nano_track.safetensors, stage 7f's nano_chain.safetensors (the default), each with its
+stage 7d's nano_track.safetensors, stage 7h's nano_chain.safetensors (the default), each with its
 model config (.json; nano-track's and nano-chain's name box chaining as their tracker).
 Stage 3b (``configs/embedded_nano_joint.json``): a branch from stage 3's final weights on the union
 of generated volumes (``synth:...``) and stage 3's CT/T1/T2 phantom datasets, prompt encoder
@@ -48,8 +48,14 @@ learning rate and a quarter of the other episodes one-slice (7c, 1500 steps), an
 steps of 7c's recipe (7d). Stage 7d's final weights are ``embedded:nano-track``.
 Stage 7f (``configs/embedded_nano_chain.json``): from 7d's final weights, one-slice box (or click)
 episodes only (``single_frame`` 1.0) on 7d's data, the memory modules frozen, 15000 steps (about
-20 min on one thread): the box answer that box chaining propagates with. Its final weights are
+20 min on one thread): the box answer that box chaining propagates with. Its final weights were
+``embedded:nano-chain`` until stage 7h.
+Stage 7h (``configs/embedded_nano_chain_click.json``): from 7f's final weights, 10000 more steps
+of 7f's recipe with corrective clicks (``correction_clicks`` 3 on half of the episodes, decoded
+as box chaining decodes a user's correction; about 55 min on one thread). Its final weights are
 ``embedded:nano-chain``, the default for volumes.
+Stage 7g (``configs/embedded_nano_chain2.json``, not part of ``all``, not shipped): 15000 more
+steps of 7f's recipe without corrections, the candidate 7h was compared with.
 Stage ``micro`` (``configs/embedded_micro.json``, not part of ``all``, not shipped yet): the wider
 ``micro`` preset from scratch on generated volumes, basic shapes and the CT/T1/T2 phantoms, box
 episodes mixed with propagation clips; 16000 steps, several CPU hours: run it over several
@@ -93,12 +99,16 @@ STAGES = {
     "7d": ("embedded_nano_track_box3.json", (902, 903, 904), "embedded_nano_track_box3", "7c"),
     # 7d's box answer alone (one-slice episodes, memory frozen): the model box chaining runs
     "7f": ("embedded_nano_chain.json", (902, 903, 904), "embedded_nano_chain", "7d"),
+    # 7f continued: 15000 more one-slice steps of the same recipe (7f's figures still rose at 15000)
+    # 7f with corrective clicks: 1-3 clicks on the errors of half of the episodes' answers
+    "7h": ("embedded_nano_chain_click.json", (902, 903, 904), "embedded_nano_chain_click", "7f"),
+    "7g": ("embedded_nano_chain2.json", (902, 903, 904), "embedded_nano_chain2", "7f"),
     # the wider preset from scratch (its config names the preset); hours long, so not in "all"
     "micro": ("embedded_micro.json", (902, 903, 904), "embedded_micro", None),
 }
-LONG = {"micro"}  # stages that "all" leaves out
+LONG = {"micro", "7g"}  # stages that "all" leaves out (long, or candidates not shipped)
 # stage -> the embedded model its final weights become (medsam2/assets/{name}.safetensors + .json)
-SHIPPED = {"3b": "nano", "4": "nano_synth", "6": "nano_box", "7d": "nano_track", "7f": "nano_chain"}
+SHIPPED = {"3b": "nano", "4": "nano_synth", "6": "nano_box", "7d": "nano_track", "7h": "nano_chain"}
 # what a shipped config says beyond the trained one: how its weights run by default, chosen on
 # validation (docs/embedded_model.md, "The defaults": nano-track chains boxes through volumes)
 SHIPPED_CONFIG: dict[str, dict[str, Any]] = {
