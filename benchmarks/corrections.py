@@ -20,7 +20,7 @@ what a click must beat:
         [--mr-cases 1] [--first-seed 9000] [--slices 3] [--threads 1] [--json out.json]
 
 Validation seeds (for choices): ``--first-seed 8000`` (CT) with ``--mr-first-seed 8100``; the
-report uses the held-out 9000+ (docs/embedded_model.md, "Corrections").
+report uses the held-out 9000+ (docs/embedded_model.md, "Corrections and stage 7h").
 """
 
 from __future__ import annotations

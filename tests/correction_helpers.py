@@ -1,7 +1,7 @@
 """Where a user puts a box or a corrective click, given the truth.
 
 Used by tests/test_box_chain.py and benchmarks/corrections.py (docs/embedded_model.md,
-"Corrections")."""
+"Corrections and stage 7h")."""
 
 from __future__ import annotations
 

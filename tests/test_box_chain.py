@@ -206,9 +206,10 @@ def test_a_correction_in_a_box_chain_session_is_the_chained_box_plus_the_click(
 ) -> None:
     """A click on a chained slice (validation CT phantom 8000, the aorta, the worst chained slice,
     clicked where a user would) is decoded without memory, from the box of that slice's chained
-    mask followed by the click. With nano-chain the aorta survives it (the memory path, whose
-    memory nano-chain no longer reads, turned the same slices' 0.89 into 0.09; docs/embedded_model.md,
-    "Corrections"), and a box given with the click replaces the chained one."""
+    mask followed by the click. With nano-chain the aorta survives it (through the memory, which
+    nano-chain no longer reads, stage 7f's clicks turned such slices' 0.89 into 0.09;
+    docs/embedded_model.md, "Corrections and stage 7h"), and a box given with the click replaces
+    the chained one."""
     from correction_helpers import tight_box, user_click
 
     from medsam2 import VideoPredictor

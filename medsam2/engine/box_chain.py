@@ -121,7 +121,7 @@ def correction_points(
 
     A model that answers boxes better than clicks (what box chaining is for) keeps its answer's
     extent and moves it by the clicks, where the clicks alone, or the memory of a model whose
-    memory path does not work, lose the object (docs/embedded_model.md, "Corrections")."""
+    memory path does not work, lose the object (docs/embedded_model.md, "Corrections and stage 7h")."""
     box = box_from_logits(logits, image_size, 0.0)
     if box is None:
         return points
