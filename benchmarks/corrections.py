@@ -60,27 +60,25 @@ def run_case(case: Case3D, model: Sam2Model, tracker: str, slices: int) -> dict[
     frames = volume_to_frames(normalize_volume(volume, None), geom)
     truth = volume_to_frames(case.truth, geom)
     k = int(np.argmax(truth.sum(axis=(1, 2))))
-    vp = VideoPredictor(model, tracker=None if tracker == "auto" else tracker)
+    chosen_tracker = None if tracker == "auto" else tracker  # None: the model's own
+    vp = VideoPredictor(model, tracker=chosen_tracker)
     vp.start(frames)
     vp.add_prompt(k, 1, box=tight_box(truth[k]))
     first = _propagate(vp)
     before = np.stack([first[t] for t in range(len(truth))])
     ranked = sorted((dice_np(first[t], truth[t]), t) for t in first if t != k and truth[t].any())
-    chosen = [(d, t) for d, t in ranked[:slices] if user_click(first[t], truth[t]) is not None]
+    chosen = [(d, t, c) for d, t in ranked[:slices] if (c := user_click(first[t], truth[t])) is not None]
     if not chosen:
         return None
     clicked = []
-    for _, t in chosen:
-        click = user_click(first[t], truth[t])
-        assert click is not None
-        point, label = click
+    for _, t, (point, label) in chosen:
         out = vp.add_prompt(t, 1, points=[point], labels=[label])
         clicked.append(dice_np(out.masks[0].cpu().numpy(), truth[t]))
     second = _propagate(vp)
     after = np.stack([second[t] for t in range(len(truth))])
     boxed = []
-    for _, t in chosen:  # a fresh predictor: the same slice boxed again, from nothing else
-        fresh = VideoPredictor(model, tracker=None if tracker == "auto" else tracker)
+    for _, t, _ in chosen:  # a fresh predictor: the same slice boxed again, from nothing else
+        fresh = VideoPredictor(model, tracker=chosen_tracker)
         fresh.start(frames)
         boxed.append(
             dice_np(fresh.add_prompt(t, 1, box=tight_box(truth[t])).masks[0].cpu().numpy(), truth[t])
@@ -89,8 +87,8 @@ def run_case(case: Case3D, model: Sam2Model, tracker: str, slices: int) -> dict[
         "study": case.study,
         "case": case.case,
         "structure": case.structure,
-        "slices": [t for _, t in chosen],
-        "slice, no click": float(np.mean([d for d, _ in chosen])),
+        "slices": [t for _, t, _ in chosen],
+        "slice, no click": float(np.mean([d for d, _, _ in chosen])),
         "slice, click": float(np.mean(clicked)),
         "slice, new box": float(np.mean(boxed)),
         "3D before": dice_np(before, truth),

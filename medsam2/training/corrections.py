@@ -27,11 +27,13 @@ __all__ = ["Earlier", "correct_episode", "error_click"]
 
 @dataclass(frozen=True)
 class Earlier:
-    """An answer that a corrective click replaced: object, frame, and the decoder's output."""
+    """An answer that a corrective click replaced: object, frame, the decoder's output, and the
+    (S, S) bool target it is scored against."""
 
     obj_id: int
     frame: int
     output: DecoderOutput
+    target: torch.Tensor
 
 
 def error_click(
@@ -53,8 +55,6 @@ def correct_episode(
     """Run the episode's corrective clicks (the module docstring) on ``session``, which has been
     propagated; ``targets[obj_id][frame]`` is the (S, S) bool target at the model's size.
     Returns the replaced answers, in order; the session's results hold the last ones."""
-    if episode.corrections <= 0:
-        return []
     rng = np.random.default_rng([int(episode.info.get("seed", 0)), 11])
     size = session.image_size
     earlier: list[Earlier] = []
@@ -68,7 +68,8 @@ def correct_episode(
                 result = obj.results[frame]
                 assert result.decoder is not None, "sessions for training keep decoder outputs"
                 pred = result.decoder.high_res_masks[0, 0].detach() > 0
-                click = error_click(pred, targets[obj_id][frame], rng)
+                target = targets[obj_id][frame]
+                click = error_click(pred, target, rng)
                 if click is None:
                     break
                 x, y, label = click
@@ -78,6 +79,6 @@ def correct_episode(
                     labels=np.concatenate([old.labels, np.array([label], np.int32)]),
                     box=old.box,
                 )
-                earlier.append(Earlier(obj_id, frame, result.decoder))
+                earlier.append(Earlier(obj_id, frame, result.decoder, target))
                 prompt_frame(model, session, obj_id, frame)
     return earlier

@@ -116,9 +116,8 @@ def episode_loss(
             owners.append((obj_id, prompt is None))
             count += 1
     for e in earlier:
-        target = resize_mask(episode.targets[e.obj_id][e.frame], size, session.device)
         out = e.output
-        parts = loss_fn(out.high_res_multimasks[0], out.ious[0], out.object_score_logits[0], target)
+        parts = loss_fn(out.high_res_multimasks[0], out.ious[0], out.object_score_logits[0], e.target)
         total = parts["total"] if total is None else total + parts["total"]
         count += 1
     if total is None:  # nothing to score: a zero that still reaches every parameter (DDP needs it)
