@@ -9,10 +9,13 @@ spills into a neighbour cannot carry the spill from slice to slice. A box
 is always answered with *something*, so the chain stops where the answer stops looking like the
 object: the mean intensity under the new mask must stay within ``tolerance`` standard deviations
 of the mean under the mask of the prompted slice the pass started from (both on the frames the
-model sees). Once stopped, the pass leaves the
-object empty until it reaches another prompted slice, which restarts the chain. With several
-prompts of an object (direction "both"), each slice is chained from the nearest one: a
-correction's slice carries to its neighbours, not to every slice up to the next prompt.
+model sees). A failed slice is left empty, and the chain tries the next ``bridge`` slices with the
+last good mask's box: it goes on where an answer passes the check and overlaps that mask (a gap
+such as the midline between two hemispheres), else it stops, and the pass leaves the object empty
+until it reaches another prompted slice, which restarts the chain. With several prompts of an
+object (direction "both"), each slice is chained from the nearest one, except that a box keeps
+every slice between it and a correction made of clicks alone: a correction re-chains the slices
+beyond it, never the ones its box answered.
 
 What a box cannot carry: an object that splits into parts far apart (the box spans them and the
 answer is one blob), or one that touches a neighbour of the same intensity (the check cannot see
@@ -34,7 +37,7 @@ from medsam2.engine.frame_steps import frame_features, store_result
 from medsam2.errors import ConfigError
 
 if TYPE_CHECKING:
-    from medsam2.engine.session import FrameResult, InferenceSession, ObjectState
+    from medsam2.engine.session import FramePrompt, FrameResult, InferenceSession, ObjectState
     from medsam2.model.sam2_model import Sam2Model
 
 __all__ = [
@@ -53,6 +56,8 @@ __all__ = [
 # mask's edge at the cut resamples as the decoder's edges do (NO_OBJ_SCORE, -1024, would erode it
 # by half a low-resolution cell; the validation that chose `clip` used this value)
 CLIPPED_LOGIT = -20.0
+# a chain bridging failed slices resumes only with a mask at least this like (IoU) its last good one
+RESUME_IOU = 0.5
 
 
 @dataclass(frozen=True)
@@ -64,13 +69,16 @@ class BoxChain:
     side (>= margin; None: not cut). tolerance: the chain stops when the mean intensity under the new
     mask differs from the prompted slice's by more than this many of its standard deviations
     (> 0). min_std: the floor of that standard deviation, in the model's normalised units, so that
-    a uniform object does not stop on noise.
+    a uniform object does not stop on noise. bridge: after a failed slice the chain tries up to this
+    many more with the last good mask's box, and goes on from the first answer that passes the
+    check and overlaps that mask (IoU >= RESUME_IOU); the failed slices stay empty (0: stop at once).
     """
 
     margin: float = 0.0
     clip: float | None = 0.15
     tolerance: float = 2.0
     min_std: float = 0.02
+    bridge: int = 3
 
     def __post_init__(self) -> None:
         if not self.margin >= 0:
@@ -83,6 +91,8 @@ class BoxChain:
             raise ConfigError(f"box chain tolerance must be > 0, got {self.tolerance!r}")
         if not self.min_std > 0:
             raise ConfigError(f"box chain min_std must be > 0, got {self.min_std!r}")
+        if isinstance(self.bridge, bool) or not isinstance(self.bridge, int) or self.bridge < 0:
+            raise ConfigError(f"box chain bridge must be an int >= 0, got {self.bridge!r}")
 
 
 @dataclass
@@ -95,6 +105,7 @@ class ChainState:
 
     last: Tensor | None = None
     reference: tuple[float, float] | None = None
+    misses: int = 0
 
 
 def box_from_logits(logits: Tensor, image_size: int, margin: float) -> tuple[Tensor, Tensor] | None:
@@ -128,6 +139,15 @@ def correction_points(
     if points is None:
         return box
     return torch.cat([box[0], points[0].to(box[0])], dim=1), torch.cat([box[1], points[1].to(box[1])], dim=1)
+
+
+def neighbour_logits(obj: ObjectState, frame: int) -> Tensor | None:
+    """(1, 1, h, w) logits of ``obj``'s non-empty result nearest ``frame`` (the lower of a tie),
+    or None when it has none."""
+    found = [f for f, r in obj.results.items() if f != frame and bool((r.low_res_logits > 0).any())]
+    if not found:
+        return None
+    return obj.results[min(found, key=lambda f: (abs(f - frame), f))].low_res_logits.detach()
 
 
 def clip_to_box(logits: Tensor, corners: Tensor, fraction: float, image_size: int) -> Tensor:
@@ -167,14 +187,36 @@ def consistent(
     return abs(found[0] - mean) <= chain.tolerance * max(std, chain.min_std)
 
 
+def overlap(a: Tensor, b: Tensor) -> float:
+    """IoU of the masks of logits ``a`` and ``b`` (1, 1, h, w), 0 when both are empty."""
+    x, y = a[0, 0] > 0, b[0, 0].to(a.device) > 0
+    union = int((x | y).sum())
+    return int((x & y).sum()) / union if union else 0.0
+
+
 def start_chain(session: InferenceSession, obj: ObjectState, frame: int) -> ChainState:
-    """A chain from ``obj``'s prompted ``frame``: its mask, and the intensity under it."""
+    """A chain from ``obj``'s prompted ``frame``: its mask, and the intensity the chained masks
+    must keep. That is the intensity under the mask, unless the prompt is clicks alone (a
+    correction) and the object has a box or mask prompt: then it is the intensity under the
+    nearest such prompt's mask, and the chain starts only if the correction's own mask passes
+    that check. A correction whose answer is still wrong (a click on an organ's last slice
+    answered on the tissue beside it) then stays on its slice, where it would otherwise seed a
+    chain over slices the object never reaches."""
     res = obj.results.get(frame)
     if res is None:
         return ChainState()
     logits = res.low_res_logits.detach()
-    reference = mask_intensity(session.source.load(frame, session.image_size), logits)
-    return ChainState(logits if reference is not None else None, reference)
+    own = mask_intensity(session.source.load(frame, session.image_size), logits)
+    anchors = [f for f, p in obj.prompts.items() if strong(p) and f in obj.results]
+    if strong(obj.prompts[frame]) or not anchors or session.box_chain is None:
+        return ChainState(logits if own is not None else None, own)
+    anchor = min(anchors, key=lambda f: (abs(f - frame), f))
+    reference = mask_intensity(
+        session.source.load(anchor, session.image_size), obj.results[anchor].low_res_logits.detach()
+    )
+    if not consistent(session.box_chain, reference, own):
+        return ChainState(None, reference)
+    return ChainState(logits, reference)
 
 
 def chain_frame(
@@ -206,23 +248,45 @@ def chain_frame(
             high_res_masks=clip_to_box(out.high_res_masks, corners, chain.clip, size),
         )
     found = mask_intensity(session.source.load(frame, session.image_size), out.low_res_masks)
-    if float(out.object_score_logits[0, 0]) <= 0 or not consistent(chain, state.reference, found):
-        state.last = None
+    resumed = state.misses == 0 or overlap(out.low_res_masks, state.last) >= RESUME_IOU
+    if (
+        float(out.object_score_logits[0, 0]) <= 0
+        or not consistent(chain, state.reference, found)
+        or not resumed
+    ):
+        state.misses += 1
+        if state.misses > chain.bridge:
+            state.last = None
         return None
-    state.last = out.low_res_masks.detach().float()
+    state.last, state.misses = out.low_res_masks.detach().float(), 0
     return store_result(
         model, session, obj, frame, feats, out, prompted=False, reverse=reverse, binarize=False
     )
+
+
+def strong(prompt: FramePrompt) -> bool:
+    """Whether a prompt gives the object's extent (a box or a mask), not clicks alone."""
+    return prompt.box is not None or prompt.mask is not None
+
+
+def lead_in_end(obj: ObjectState, before: int, prompt: int) -> int:
+    """The lowest slice chained backward from ``prompt`` toward the object's previous prompt
+    ``before``: the slices nearer ``prompt`` (the middle one of a tie goes forward), unless one
+    of the two gives the object's extent and the other is clicks alone (a correction of a chained
+    slice). The box then keeps every slice between them: a correction re-chains the slices beyond
+    it, never the ones its box answered."""
+    if strong(obj.prompts[before]) == strong(obj.prompts[prompt]):
+        return (prompt + before) // 2 + 1
+    return before + 1 if strong(obj.prompts[prompt]) else prompt
 
 
 def chain_lead_ins(
     model: Sam2Model, session: InferenceSession, start: int, chain: BoxChain
 ) -> dict[int, ChainState]:
     """Box chaining with direction "both": every slice is chained from its nearest prompt of the
-    object. Before the passes run, each object is chained backward from each prompt ``p`` after
-    its first, down to the slice after the midpoint between ``p`` and the object's previous prompt
-    (the slices nearer ``p``; the forward pass from the previous prompt takes the others, and the
-    middle one of a tie), and from its first prompt, when that lies after the forward pass's
+    object (a box before a correction: `lead_in_end`). Before the passes run, each object is
+    chained backward from each prompt ``p`` after its first, down to `lead_in_end` (the forward
+    pass from the previous prompt takes the slices above it), and from its first prompt, when that lies after the forward pass's
     ``start``, down to ``start`` (the forward pass reaches those slices before the object's
     prompt). The results stay in ``obj.results`` and the forward pass skips them; returns, for
     each object whose first prompt lies after ``start``, its chain as it arrived at ``start``, to
@@ -233,10 +297,11 @@ def chain_lead_ins(
         for i, first in enumerate(prompted):
             if i == 0 and first <= start:
                 continue
-            lowest = start if i == 0 else (first + prompted[i - 1]) // 2 + 1
+            lowest = start if i == 0 else lead_in_end(obj, prompted[i - 1], first)
             state = start_chain(session, obj, first)
             for frame in range(first - 1, lowest - 1, -1):
-                if chain_frame(model, session, obj, frame, True, state, chain) is None:
+                chain_frame(model, session, obj, frame, True, state, chain)
+                if state.last is None:
                     break
             if i == 0:
                 states[obj.obj_id] = state

@@ -21,6 +21,7 @@ from medsam2.engine.box_chain import (
     chain_frame,
     chain_lead_ins,
     correction_points,
+    neighbour_logits,
     start_chain,
 )
 from medsam2.engine.frame_steps import encode_ahead, frame_features, store_result
@@ -104,7 +105,9 @@ def prompt_frame(model: Sam2Model, session: InferenceSession, obj_id: int, frame
     with memory and with its previous mask logits as an extra dense prompt (a correction). In a
     box-chaining session (``session.box_chain``) a correction reads no memory either (the chain
     never did): it is decoded from the previous logits and the box the chain answered, unless
-    the prompt brings its own box (`medsam2.engine.box_chain.correction_points`).
+    the prompt brings its own box (`medsam2.engine.box_chain.correction_points`); on a slice
+    the chain left empty, from the box of the object's nearest chained mask, as the chain would
+    have boxed that slice (`medsam2.engine.box_chain.neighbour_logits`).
     """
     obj = session.object(obj_id)
     prompt = obj.prompts.get(frame)
@@ -124,8 +127,10 @@ def prompt_frame(model: Sam2Model, session: InferenceSession, obj_id: int, frame
             pix = model.add_no_memory(feats)
         else:
             pix = _memory_inputs(model, session, obj, frame, reverse, feats)
-        if session.box_chain is not None and prev is not None and prompt.box is None:
-            points = correction_points(prev.low_res_logits, points, session.image_size)
+        if session.box_chain is not None and not is_init and prompt.box is None:
+            base = prev.low_res_logits if prev is not None else neighbour_logits(obj, frame)
+            if base is not None:
+                points = correction_points(base, points, session.image_size)
         prev_logits = (
             None
             if prev is None
