@@ -58,7 +58,8 @@ Stage 7g (``configs/embedded_nano_chain2.json``, not part of ``all``, not shippe
 steps of 7f's recipe without corrections, the candidate 7h was compared with.
 Stage 7i (``configs/embedded_nano_chain_click2.json``, not part of ``all``, not shipped): 10000
 more steps of 7h's recipe from 7h's final weights (about 55 min on one thread); a tie with 7h on
-validation, so 7h stays the default (docs/embedded_model.md, "Stage 7i").
+validation, so 7h stays the default (docs/embedded_model.md, "Stage 7i: more steps of
+7h's recipe (a candidate, not shipped)").
 Stage ``micro`` (``configs/embedded_micro.json``, not part of ``all``, not shipped yet): the wider
 ``micro`` preset from scratch on generated volumes, basic shapes and the CT/T1/T2 phantoms, box
 episodes mixed with propagation clips; 16000 steps, several CPU hours: run it over several

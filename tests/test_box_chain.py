@@ -387,9 +387,10 @@ def test_a_click_on_a_slice_the_chain_left_empty_borrows_the_nearest_chained_box
 ) -> None:
     """The disc cut by a gap, chained without a bridge from slice 5: the chain stops at the gap
     and leaves slices 13-22 empty. A positive click on slice 15 is decoded from the box of the
-    nearest chained mask (slice 9) followed by the click, as the chain would have boxed it; a
-    click alone, the decoder's other choice, answered such slices at 0.33 on the validation T1
-    phantoms (0.63 so; docs/embedded_model.md, "Corrections that stay where they belong")."""
+    nearest chained mask (slice 9) followed by the click, as the chain would have boxed it. With
+    the click alone, the validation T1 phantoms' clicked slices scored 0.33 (0.63 so;
+    docs/embedded_model.md, "Corrections that stay where they belong, and gaps the chain
+    bridges")."""
     from medsam2 import VideoPredictor
     from medsam2.evaluation.metrics import dice_np
 

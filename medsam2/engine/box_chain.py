@@ -144,10 +144,11 @@ def correction_points(
 def neighbour_logits(obj: ObjectState, frame: int) -> Tensor | None:
     """(1, 1, h, w) logits of ``obj``'s non-empty result nearest ``frame`` (the lower of a tie),
     or None when it has none."""
-    found = [f for f, r in obj.results.items() if f != frame and bool((r.low_res_logits > 0).any())]
-    if not found:
-        return None
-    return obj.results[min(found, key=lambda f: (abs(f - frame), f))].low_res_logits.detach()
+    for f in sorted((f for f in obj.results if f != frame), key=lambda f: (abs(f - frame), f)):
+        logits = obj.results[f].low_res_logits
+        if bool((logits > 0).any()):  # nearest first: one host read per empty result passed
+            return logits.detach()
+    return None
 
 
 def clip_to_box(logits: Tensor, corners: Tensor, fraction: float, image_size: int) -> Tensor:
