@@ -23,7 +23,7 @@ import numpy as np
 
 from medsam2.engine.frames import ArrayFrames
 from medsam2.engine.propagation import Direction, frame_output
-from medsam2.engine.session import InferenceSession
+from medsam2.engine.session import FrameResult, InferenceSession
 from medsam2.engine.video_predictor import VideoPredictor
 from medsam2.errors import InputError, MedSam2Error, PromptError
 from medsam2.model.sam2_model import Sam2Model
@@ -62,12 +62,25 @@ class UnknownObjectError(MedSam2Error):
     """No object with that id."""
 
 
+@dataclass(frozen=True)
+class Prior:
+    """What a prompt corrected: the slice's result (None: empty) and the direction it was
+    propagated in (None: never propagated)."""
+
+    result: FrameResult | None
+    reverse: bool | None
+
+
 @dataclass
 class ObjectInfo:
     obj_id: int
     name: str
     color: tuple[int, int, int]
     actions: list[PromptAction] = field(default_factory=list)
+    # by index into `actions`: the engine's answer on the action's slice when the action came,
+    # if that slice was not prompted yet (a correction of a propagated slice), so that undo can
+    # decode the remaining actions as they were decoded (not kept across a server restart)
+    priors: dict[int, Prior] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         r, g, b = self.color
@@ -182,7 +195,13 @@ class Annotator:
         self.object(obj_id)
         action = to_frame_action(prompt, self.geom, self.volume)
         start = time.perf_counter()
+        state = self.session.objects.get(obj_id)
+        prior = None
+        if state is not None and action.frame not in state.prompts:
+            prior = Prior(state.results.get(action.frame), state.tracked.get(action.frame))
         self._apply(obj_id, action)
+        if prior is not None:
+            self.objects[obj_id].priors[len(self.objects[obj_id].actions)] = prior
         self.objects[obj_id].actions.append(action)
         self._repaint(action.frame)
         ms = (time.perf_counter() - start) * 1000
@@ -214,6 +233,7 @@ class Annotator:
         if not info.actions:
             raise PromptError(f"object {obj_id}: nothing to undo")
         last = info.actions.pop()
+        info.priors.pop(len(info.actions), None)
         self._replay(obj_id)
         self.labels[self.labels == obj_id] = 0
         frames = sorted({a.frame for a in info.actions} | {last.frame})
@@ -223,8 +243,17 @@ class Annotator:
         return {"object": obj_id, "slice": last.frame, "patches": [self.slice_patch(f) for f in frames]}
 
     def _replay(self, obj_id: int) -> None:
+        """Decode the object's actions again on a fresh object, each from what it corrected."""
         self.session.remove_object(obj_id)
-        for action in self.objects[obj_id].actions:
+        info = self.objects[obj_id]
+        for i, action in enumerate(info.actions):
+            prior = info.priors.get(i)
+            state = self.session.object(obj_id)
+            if prior is not None and action.frame not in state.prompts:
+                if prior.result is not None:
+                    state.results[action.frame] = prior.result
+                if prior.reverse is not None:
+                    state.tracked[action.frame] = prior.reverse
             self._apply(obj_id, action)
 
     def reset(self) -> None:
