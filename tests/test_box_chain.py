@@ -450,3 +450,33 @@ def test_a_correction_seeds_a_chain_only_if_it_looks_like_the_boxed_object(chain
     assert corrected[16].sum() > 0.8 * disc.sum()
     assert not any(corrected[f].any() for f in (*range(10, 16), *range(17, 26)))
     assert all(own[f].sum() > 0.8 * disc.sum() for f in range(12, 21))  # chained from a box of its own
+
+
+def test_box_chaining_encodes_memory_for_prompted_slices_only(
+    chain_model,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing in a box-chaining session reads a memory, so the chained slices get none (the
+    memory encoder took a fifth of a chained volume's time): one encoding for the boxed slice,
+    none while 19 slices are chained, and the policy holds the prompted slice's memory only."""
+    from medsam2 import VideoPredictor
+
+    frames, truth, disc = _gap_volume()
+    calls = []
+    encode = chain_model.encode_memory
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(chain_model, "encode_memory", spy)
+    vp = VideoPredictor(chain_model, tracker="box-chain")
+    vp.start(frames)
+    ys, xs = np.nonzero(disc)
+    vp.add_prompt(5, 1, box=[float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())])
+    masks = vp.segment()
+    assert sum(int(masks[f].masks[0].any()) for f in range(len(frames))) == 20
+    assert len(calls) == 1
+    obj = vp.session.objects[1]
+    assert [e.frame_idx for e in obj.policy.entries()] == [5]
+    assert all(r.memory is None for f, r in obj.results.items() if f != 5)
