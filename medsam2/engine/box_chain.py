@@ -289,9 +289,9 @@ def chain_lead_ins(
     chained backward from each prompt ``p`` after its first, down to `lead_in_end` (the forward
     pass from the previous prompt takes the slices before that), and from its first prompt, when
     that lies after the forward pass's ``start``, down to ``start`` (the forward pass reaches
-    those slices before the object's prompt). The results stay in ``obj.results`` and the forward pass skips them; returns, for
-    each object whose first prompt lies after ``start``, its chain as it arrived at ``start``, to
-    continue the backward pass from."""
+    those slices before the object's prompt). The results stay in ``obj.results`` and the
+    forward pass skips them; returns, for each object whose first prompt lies after ``start``,
+    its chain as it arrived at ``start``, to continue the backward pass from."""
     states = {}
     for obj in session.objects.values():
         prompted = sorted(obj.prompts)

@@ -74,28 +74,22 @@ def store_result(
     chaining five organs through a CT phantom on the CPU)."""
     iou = out.ious[0].max().detach()  # the kept mask: best of several, or the single one
     score = out.object_score_logits[0, 0].detach()  # both stay on the device: no host read here
-    kept = out if session.keep_decoder_outputs else None
-    if session.box_chain is not None and not prompted:
-        result = FrameResult(
-            frame, out.low_res_masks.float(), score, iou, out.obj_ptr, prompted, reverse, None, kept
+    entry = None
+    if session.box_chain is None or prompted:
+        with session.speed.autocast("memory"):  # its features are stored in bf16 either way
+            mem, mem_pos = model.encode_memory(
+                feats.vision, out.high_res_masks, out.object_score_logits, binarize
+            )
+        entry = MemoryEntry(
+            frame_idx=frame,
+            prompted=prompted,
+            features=mem[0].to(session.memory_dtype),
+            pos_enc=session.speed.restore(mem_pos)[0],
+            obj_ptr=out.obj_ptr[0],
+            iou=iou,
+            object_score=score,
+            image_embed=feats.vision[0] if obj.policy.needs_image_embed else None,
         )
-        obj.results[frame] = result
-        return result
-    with session.speed.autocast("memory"):  # its features are stored in bf16 either way
-        mem, mem_pos = model.encode_memory(
-            feats.vision, out.high_res_masks, out.object_score_logits, binarize
-        )
-    mem_pos = session.speed.restore(mem_pos)
-    entry = MemoryEntry(
-        frame_idx=frame,
-        prompted=prompted,
-        features=mem[0].to(session.memory_dtype),
-        pos_enc=mem_pos[0],
-        obj_ptr=out.obj_ptr[0],
-        iou=iou,
-        object_score=score,
-        image_embed=feats.vision[0] if obj.policy.needs_image_embed else None,
-    )
     # only prompted results keep their memory (a new propagation starts from them); the
     # policy holds what it needs of the others, so nothing per frame outlives its memory slot
     result = FrameResult(
@@ -107,8 +101,9 @@ def store_result(
         prompted,
         reverse,
         entry if prompted else None,
-        kept,
+        out if session.keep_decoder_outputs else None,
     )
     obj.results[frame] = result
-    obj.policy.add(entry)
+    if entry is not None:
+        obj.policy.add(entry)
     return result
