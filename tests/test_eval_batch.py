@@ -107,6 +107,12 @@ def test_prompts_file_skip_redo_retry_and_a_bad_case(tmp_path: Path, ckpt: Path)
     assert _masks(tmp_path / "c").keys() == _masks(tmp_path / "o").keys()
 
 
+def _finished(out: Path) -> int:
+    """Cases whose manifest entry was written: a killed write leaves a hidden ``.k1.tmp-...json``,
+    which pathlib's ``*.json`` would count too, so temporary names are left out."""
+    return sum(not p.name.startswith(".") for p in (out / "manifest").glob("*.json"))
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "medsam2", *args]
 
@@ -122,11 +128,11 @@ def test_sigkill_mid_batch_then_rerun_equals_an_uninterrupted_run(tmp_path: Path
     out = tmp_path / "killed"
     proc = subprocess.Popen(_cli(*common, "--out", str(out)), env=env, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list((out / "manifest").glob("*.json"))) < 2:
+    while time.time() < deadline and _finished(out) < 2:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = len(list((out / "manifest").glob("*.json")))
+    done = _finished(out)
     assert 2 <= done < 5, f"the kill came too late to test anything ({done} cases done)"
     assert not (out / "manifest.json").exists()
     again = subprocess.run(_cli(*common, "--out", str(out)), env=env, capture_output=True, text=True)
