@@ -79,7 +79,7 @@ def _spy(model: Sam2Model) -> list[Any]:
     return seen
 
 
-def test_video_box_prompt_gets_the_dense_box_on_a_new_frame_only() -> None:
+def test_video_box_prompt_gets_the_dense_box_on_every_answer_of_its_frame() -> None:
     model = _model(True)
     seen = _spy(model)
     vp = VideoPredictor(model)
@@ -87,20 +87,29 @@ def test_video_box_prompt_gets_the_dense_box_on_a_new_frame_only() -> None:
     vp.add_prompt(0, 1, box=[12, 18, 60, 54])
     dense = box_mask_logits(_corners(model.image_size), model.image_size)
     torch.testing.assert_close(seen[-1], dense)
+    vp.add_prompt(0, 1, points=[[30, 30]], labels=[0])  # a click after the box: the box again
+    torch.testing.assert_close(seen[-1], dense)
     vp.add_prompt(1, 1, points=[[30, 30]], labels=[1])  # clicks only: no dense prompt
     assert seen[-1] is None
     list(vp.propagate())
-    vp.add_prompt(2, 1, box=[12, 18, 60, 54])  # a tracked frame: its previous logits, as SAM 2
+    vp.add_prompt(1, 1, points=[[40, 30]], labels=[1])  # clicks on a tracked frame: its logits
     assert seen[-1] is not None and seen[-1].shape == dense.shape and not torch.equal(seen[-1], dense)
+    vp.add_prompt(2, 1, box=[12, 18, 60, 54])  # a box on a tracked frame: the box, not its logits
+    torch.testing.assert_close(seen[-1], dense)
 
 
-def test_sam2_models_never_get_a_dense_box() -> None:
+def test_sam2_models_never_get_a_dense_box_and_correct_from_their_logits() -> None:
     model = _model(False)
     seen = _spy(model)
     vp = VideoPredictor(model)
     vp.start(_frames())
     vp.add_prompt(0, 1, box=[12, 18, 60, 54])
     assert seen == [None]
+    session = vp.session
+    assert session is not None
+    first = session.objects[1].results[0].low_res_logits.clone()
+    vp.add_prompt(0, 1, points=[[30, 30]], labels=[0])  # SAM 2's correction: the previous logits
+    torch.testing.assert_close(seen[1], torch.clamp(first, -32.0, 32.0))
 
 
 def test_image_predictor_box_equals_explicit_dense_box() -> None:

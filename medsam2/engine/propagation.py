@@ -102,7 +102,9 @@ def prompt_frame(model: Sam2Model, session: InferenceSession, obj_id: int, frame
     """Decode `obj_id` on `frame` from that frame's prompts (SAM 2's add-points step).
 
     A frame never tracked before is decoded without memory; a frame already tracked is decoded
-    with memory and with its previous mask logits as an extra dense prompt (a correction). In a
+    with memory and with its previous mask logits as an extra dense prompt (a correction), except
+    that a model trained with ``box_mask_prompt`` gets the frame's box, when the user gave one, as
+    its dense prompt instead (SAM 2 checkpoints never set it). In a
     box-chaining session (``session.box_chain``) a correction reads no memory either (the chain
     never did): it is decoded from the previous logits and the box the chain answered, unless
     the prompt brings its own box (`medsam2.engine.box_chain.correction_points`); on a slice
@@ -136,7 +138,10 @@ def prompt_frame(model: Sam2Model, session: InferenceSession, obj_id: int, frame
             if prev is None
             else torch.clamp(prev.low_res_logits.detach().to(session.device), -32.0, 32.0)
         )
-        if prev_logits is None:  # a first answer on this frame: models trained for it get the box densely
+        if prev_logits is None or (prompt.box is not None and model.config.box_mask_prompt):
+            # models trained with the dense box get the user's box densely on every answer for
+            # the frame: with their previous logits instead, a click after a box moved the mask
+            # off the object (docs/embedded_model.md, "Clicks after a box")
             prev_logits = model.box_dense_prompt(points)
         # the points the decoder sees (an implied correction box counts, as a user's box does)
         multimask = model.use_multimask(is_init, 0 if points is None else int(points[1].shape[1]))
