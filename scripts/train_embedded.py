@@ -1,6 +1,6 @@
 """Reproduce the embedded models: datasets -> `medsam2 train` stages -> assets.
 
-    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|4|3b|6|7a|...|7d|7f|7h|7g|7i|micro|all] [--resume]
+    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|4|3b|6|7a|...|7d|7f|7h|7g|7i|7j|8|micro|all] [--resume]
 
 Stage 1 (``configs/embedded_nano.json``): `nano` from scratch on 40 CT phantoms (seeds 0-39),
 6-slice clips with a box on every 3rd slice: the model learns to segment around a box.
@@ -60,6 +60,13 @@ Stage 7i (``configs/embedded_nano_chain_click2.json``, not part of ``all``, not 
 more steps of 7h's recipe from 7h's final weights (about 55 min on one thread); a tie with 7h on
 validation, so 7h stays the default (docs/embedded_model.md, "Stage 7i: more steps of
 7h's recipe (a candidate, not shipped)").
+Stage 7j (``configs/embedded_nano_chain_click3.json``, not part of ``all``): 6000 more steps of
+7h's recipe from 7h's final weights, after a correction on a boxed slice began to read the box
+densely (docs/embedded_model.md, "Clicks after a box"); about 35 min on one thread.
+Stage 8 (``configs/embedded_nano_track_oneprompt.json``, not part of ``all``, not shipped):
+One-Prompt training on ``synth2d`` families from 7d's final weights (whose memory carries a
+mask), image and prompt encoders frozen; stopped at step 500 when the fundus twin had collapsed
+(docs/embedded_model.md, "Stage 8: One-Prompt training from a memory that works").
 Stage ``micro`` (``configs/embedded_micro.json``, not part of ``all``, not shipped yet): the wider
 ``micro`` preset from scratch on generated volumes, basic shapes and the CT/T1/T2 phantoms, box
 episodes mixed with propagation clips; 16000 steps, several CPU hours: run it over several
@@ -109,10 +116,15 @@ STAGES = {
     "7g": ("embedded_nano_chain2.json", (902, 903, 904), "embedded_nano_chain2", "7f"),
     # 7h continued: 10000 more steps of its recipe (7g showed that more one-slice steps still help)
     "7i": ("embedded_nano_chain_click2.json", (902, 903, 904), "embedded_nano_chain_click2", "7h"),
+    # 7h's recipe after corrections on a boxed slice read the box densely (the engine changed)
+    "7j": ("embedded_nano_chain_click3.json", (902, 903, 904), "embedded_nano_chain_click3", "7h"),
+    # One-Prompt training from 7d (its memory carries a mask), image and prompt encoders frozen;
+    # stopped at step 500: the fundus twin collapsed as in stage 5 (not shipped)
+    "8": ("embedded_nano_track_oneprompt.json", (), "embedded_nano_track_op", "7d"),
     # the wider preset from scratch (its config names the preset); hours long, so not in "all"
     "micro": ("embedded_micro.json", (902, 903, 904), "embedded_micro", None),
 }
-LONG = {"micro", "7g", "7i"}  # stages that "all" leaves out (long, or candidates not shipped)
+LONG = {"micro", "7g", "7i", "7j", "8"}  # stages that "all" leaves out (long, or candidates not shipped)
 # stage -> the embedded model its final weights become (medsam2/assets/{name}.safetensors + .json)
 SHIPPED = {"3b": "nano", "4": "nano_synth", "6": "nano_box", "7d": "nano_track", "7h": "nano_chain"}
 # what a shipped config says beyond the trained one: how its weights run by default, chosen on
