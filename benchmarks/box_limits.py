@@ -10,6 +10,9 @@ For each structure, on its largest slice with the tight box of its truth (the pr
 * ``model`` and ``otsu-in-box``: Dice, with the pixels each adds (``FP``) and misses (``FN``).
   On a structure that shares its box with a larger one (grey or white matter in the brain's
   box) both answer the larger one: large FP, FN near 0.
+* ``box IoU``, for a structure inside another (MNI152 grey and white matter in the whole
+  brain): its box against the enclosing structure's box on the same slice, and how many of the
+  enclosing structure's pixels its box holds. A box that is the enclosing one's asks for it.
 * ``click 1..3``: Dice after 1, 2, 3 corrective clicks on that slice, each where a user clicks
   (the most interior point of the largest error region, positive on a miss, negative on a
   spill; ``tests/correction_helpers.py``, as ``benchmarks/corrections.py``): whether the
@@ -66,20 +69,37 @@ def errors(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return {"dice": dice_np(pred, truth), "FP": int((pred & ~truth).sum()), "FN": int((truth & ~pred).sum())}
 
 
-def cases(names: list[str]) -> Iterator[Case3D]:
+def cases(names: list[str]) -> Iterator[tuple[Case3D, np.ndarray | None]]:
+    """(case, the truth of the structure that encloses it, or None): MNI152's grey and white
+    matter lie in the whole brain."""
     for name in names:
         if name == "mni":
-            yield from mni_cases(["axial", "coronal", "sagittal"])
+            brain: np.ndarray | None = None
+            for case in mni_cases(["axial", "coronal", "sagittal"]):  # the whole brain comes first
+                brain = case.truth if case.structure == "whole brain" else brain
+                yield case, None if case.structure == "whole brain" else brain
         elif name in ("ct", "t1"):
-            yield from phantom_cases(name.upper(), 1, 8000)
+            yield from ((c, None) for c in phantom_cases(name.upper(), 1, 8000))
         elif name == "shapes":
-            yield from shape_cases(24, 6000)
+            yield from ((c, None) for c in shape_cases(24, 6000))
         else:
             raise SystemExit(f"--sets: unknown set {name!r}; choose from {', '.join(SETS)}")
 
 
-def run_case(case: Case3D, model: Sam2Model, clicks: int) -> dict[str, Any]:
-    """One structure's row: the figures of the module docstring on its largest slice."""
+def box_iou(a: list[float], b: list[float]) -> float:
+    """IoU of two x0, y0, x1, y1 pixel boxes, corners inclusive."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]) + 1)
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]) + 1)
+    area = (a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
+    return w * h / (area - w * h)
+
+
+def run_case(
+    case: Case3D, model: Sam2Model, clicks: int, enclosing: np.ndarray | None = None
+) -> dict[str, Any]:
+    """One structure's row: the figures of the module docstring on its largest slice; with the
+    ``enclosing`` structure's truth, how alike the two boxes are there (``box IoU``) and how
+    many of its pixels the structure's box holds (``enclosing pixels``)."""
     volume = Volume(**{**case.volume.__dict__, "modality": infer_modality(case.volume)})
     geom = slice_geometry(volume, case.plane)
     frames = volume_to_frames(normalize_volume(volume, None), geom)
@@ -98,6 +118,11 @@ def run_case(case: Case3D, model: Sam2Model, clicks: int) -> dict[str, Any]:
         "otsu": errors(otsu_in_box(frames[k], (box[0], box[1], box[2], box[3])), truth[k]),
         "clicks": [],
     }
+    if enclosing is not None:
+        outer = volume_to_frames(enclosing, geom)[k]
+        x0, y0, x1, y1 = (int(v) for v in box)
+        row["box IoU"] = box_iou(box, tight_box(outer))
+        row["enclosing pixels"] = int(outer[y0 : y1 + 1, x0 : x1 + 1].sum())
     for _ in range(clicks):
         click = user_click(pred, truth[k])
         if click is not None:
@@ -150,9 +175,17 @@ def main() -> None:
         from medsam2 import load_model
 
         model = load_model(files[label], image_size=args.image_size)
-    rows = [run_case(c, model, args.clicks) for c in cases(args.sets.split(","))]
+    rows = [run_case(c, model, args.clicks, outer) for c, outer in cases(args.sets.split(","))]
     print(f"`python benchmarks/box_limits.py {' '.join(sys.argv[1:])}` ({label}: {files[label]})\n")
     print("\n".join(table(rows, args.clicks)))
+    inside = [r for r in rows if "box IoU" in r]
+    if inside:
+        print(
+            "\n| structure | pixels | its box's IoU with the enclosing structure's box | enclosing pixels in its box |"
+        )
+        print("|---|---|---|---|")
+        for r in inside:
+            print(f"| {r['structure']} | {r['pixels']} | {r['box IoU']:.3f} | {r['enclosing pixels']} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
 
