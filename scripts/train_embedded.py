@@ -20,7 +20,7 @@ The demo and the quality benchmarks use phantom seeds >= 8000 and real images ne
 (the MNI152 T1 image itself, stardist's nuclei); see docs/embedded_model.md. Runs on whatever device is available (CPU works; docs/embedded_model.md has
 the times). Stage 3b's final weights become medsam2/assets/nano.safetensors (``embedded:nano``),
 stage 4's medsam2/assets/nano_synth.safetensors (``embedded:nano-synth``, the One-Prompt default),
-stage 7d's nano_track.safetensors, stage 7h's nano_chain.safetensors (the default), each with its
+stage 7d's nano_track.safetensors, stage 7j's nano_chain.safetensors (the default), each with its
 model config (.json; nano-track's and nano-chain's name box chaining as their tracker).
 Stage 3b (``configs/embedded_nano_joint.json``): a branch from stage 3's final weights on the union
 of generated volumes (``synth:...``) and stage 3's CT/T1/T2 phantom datasets, prompt encoder
@@ -52,17 +52,18 @@ episodes only (``single_frame`` 1.0) on 7d's data, the memory modules frozen, 15
 ``embedded:nano-chain`` until stage 7h.
 Stage 7h (``configs/embedded_nano_chain_click.json``): from 7f's final weights, 10000 more steps
 of 7f's recipe with corrective clicks (``correction_clicks`` 3 on half of the episodes, decoded
-as box chaining decodes a user's correction; about 55 min on one thread). Its final weights are
-``embedded:nano-chain``, the default for volumes.
+as box chaining decodes a user's correction; about 55 min on one thread). Its final weights
+were ``embedded:nano-chain`` until stage 7j.
 Stage 7g (``configs/embedded_nano_chain2.json``, not part of ``all``, not shipped): 15000 more
 steps of 7f's recipe without corrections, the candidate 7h was compared with.
 Stage 7i (``configs/embedded_nano_chain_click2.json``, not part of ``all``, not shipped): 10000
 more steps of 7h's recipe from 7h's final weights (about 55 min on one thread); a tie with 7h on
 validation, so 7h stays the default (docs/embedded_model.md, "Stage 7i: more steps of
 7h's recipe (a candidate, not shipped)").
-Stage 7j (``configs/embedded_nano_chain_click3.json``, not part of ``all``): 6000 more steps of
-7h's recipe from 7h's final weights, after a correction on a boxed slice began to read the box
-densely (docs/embedded_model.md, "Clicks after a box"); about 35 min on one thread.
+Stage 7j (``configs/embedded_nano_chain_click3.json``): 6000 more steps of 7h's recipe from
+7h's final weights, after a correction on a boxed slice began to read the box densely
+(docs/embedded_model.md, "Clicks after a box", "Stage 7j"); about 37 min on one thread. Its
+final weights are ``embedded:nano-chain``, the default for volumes.
 Stage 8 (``configs/embedded_nano_track_oneprompt.json``, not part of ``all``, not shipped):
 One-Prompt training on ``synth2d`` families from 7d's final weights (whose memory carries a
 mask), image and prompt encoders frozen; stopped at step 500 when the fundus twin had collapsed
@@ -116,7 +117,7 @@ STAGES = {
     "7g": ("embedded_nano_chain2.json", (902, 903, 904), "embedded_nano_chain2", "7f"),
     # 7h continued: 10000 more steps of its recipe (7g showed that more one-slice steps still help)
     "7i": ("embedded_nano_chain_click2.json", (902, 903, 904), "embedded_nano_chain_click2", "7h"),
-    # 7h's recipe after corrections on a boxed slice read the box densely (the engine changed)
+    # 7h continued after corrections on a boxed slice read the box densely (the engine changed)
     "7j": ("embedded_nano_chain_click3.json", (902, 903, 904), "embedded_nano_chain_click3", "7h"),
     # One-Prompt training from 7d (its memory carries a mask), image and prompt encoders frozen;
     # stopped at step 500: the fundus twin collapsed as in stage 5 (not shipped)
@@ -124,9 +125,9 @@ STAGES = {
     # the wider preset from scratch (its config names the preset); hours long, so not in "all"
     "micro": ("embedded_micro.json", (902, 903, 904), "embedded_micro", None),
 }
-LONG = {"micro", "7g", "7i", "7j", "8"}  # stages that "all" leaves out (long, or candidates not shipped)
+LONG = {"micro", "7g", "7i", "8"}  # stages that "all" leaves out (long, or candidates not shipped)
 # stage -> the embedded model its final weights become (medsam2/assets/{name}.safetensors + .json)
-SHIPPED = {"3b": "nano", "4": "nano_synth", "6": "nano_box", "7d": "nano_track", "7h": "nano_chain"}
+SHIPPED = {"3b": "nano", "4": "nano_synth", "6": "nano_box", "7d": "nano_track", "7j": "nano_chain"}
 # what a shipped config says beyond the trained one: how its weights run by default, chosen on
 # validation (docs/embedded_model.md, "The defaults": nano-track chains boxes through volumes)
 SHIPPED_CONFIG: dict[str, dict[str, Any]] = {

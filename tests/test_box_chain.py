@@ -317,31 +317,46 @@ def test_a_correction_re_chains_the_slices_beyond_it_and_the_box_keeps_the_rest(
     chain_model,  # noqa: ANN001
 ) -> None:
     """The liver of a validation CT phantom boxed on its largest slice k, then one click on a
-    chained slice t below it (where a user would put it, on that slice's error). Propagating
-    again, the slices between t and k stay as the box alone chains them (a correction re-chains
-    no slice its box answered: with the nearest prompt, a correction that is still poor spread
-    over half of them; docs/embedded_model.md, "Corrections and stage 7h"), and the slices below
-    t are chained from t's corrected answer."""
+    chained slice t below it (where a user would put it, on that slice's error), for three
+    slices t in turn. Propagating again, the slices between t and k stay as the box alone chains
+    them (a correction re-chains no slice its box answered: with the nearest prompt, a correction
+    that is still poor spread over half of them; docs/embedded_model.md, "Corrections and stage
+    7h"). The slices below t are chained from t's corrected answer when that answer passes the
+    boxed object's check (`start_chain`) and boxes the next slice differently from the answer it
+    replaced; otherwise they keep the box's chain. At least one of the three does both."""
     from correction_helpers import tight_box, user_click
 
     from medsam2 import VideoPredictor
+    from medsam2.engine.box_chain import box_from_logits, start_chain
 
-    frames, truth, k, t = _liver_slices()
-
-    vp = VideoPredictor(chain_model, tracker="box-chain")
-    vp.start(frames)
-    vp.add_prompt(k, 1, box=tight_box(truth[k]))
-    first = {f: o.masks[0].numpy() for f, o in vp.segment().items()}
-    click = user_click(first[t], truth[t])
-    assert click is not None
-    corrected = vp.add_prompt(t, 1, points=[click[0]], labels=[click[1]]).masks[0].numpy()
-    assert not np.array_equal(corrected, first[t])
-    again = {f: o.masks[0].numpy() for f, o in vp.segment().items()}
-    assert np.array_equal(again[t], corrected)
-    for f in range(t + 1, len(frames)):
-        assert np.array_equal(again[f], first[f]), f
-    below = [f for f in range(t) if not np.array_equal(again[f], first[f])]
-    assert below and below[-1] == t - 1  # the slice next to the correction follows it
+    frames, truth, k, first_t = _liver_slices()
+    seeded = 0
+    for t in range(first_t, first_t + 3):
+        vp = VideoPredictor(chain_model, tracker="box-chain")
+        session = vp.start(frames)
+        vp.add_prompt(k, 1, box=tight_box(truth[k]))
+        first = {f: o.masks[0].numpy() for f, o in vp.segment().items()}
+        click = user_click(first[t], truth[t])
+        assert click is not None and session.box_chain is not None
+        obj, margin = session.objects[1], session.box_chain.margin
+        old_box = box_from_logits(obj.results[t].low_res_logits, session.image_size, margin)
+        corrected = vp.add_prompt(t, 1, points=[click[0]], labels=[click[1]]).masks[0].numpy()
+        assert not np.array_equal(corrected, first[t])
+        new_box = box_from_logits(obj.results[t].low_res_logits, session.image_size, margin)
+        assert old_box is not None and new_box is not None
+        moved = not torch.equal(old_box[0], new_box[0])
+        seeds = start_chain(session, obj, t).last is not None and moved
+        again = {f: o.masks[0].numpy() for f, o in vp.segment().items()}
+        assert np.array_equal(again[t], corrected)
+        for f in range(t + 1, len(frames)):
+            assert np.array_equal(again[f], first[f]), (t, f)
+        below = [f for f in range(t) if not np.array_equal(again[f], first[f])]
+        if seeds:  # the slice next to the correction follows it
+            assert below and below[-1] == t - 1, (t, below)
+        else:
+            assert not below, (t, below)
+        seeded += seeds
+    assert seeded >= 1
 
 
 def _gap_volume() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
