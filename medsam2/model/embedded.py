@@ -9,10 +9,11 @@ propagate through the memory (``nano-chain``'s memory path no longer carries a m
 other shipped model.
 
 * ``nano-chain`` (the default): ``nano-track`` fine-tuned on one-slice box episodes only, its
-  memory modules frozen (stage 7f): the box answer box chaining needs. Chained through volumes it
-  scores, on validation, CT / T1 / T2 / generated volumes 0.88 / 0.82 / 0.69 / 0.45 (``nano-track``
-  chained 0.84 / 0.64 / 0.31 / 0.35). Its memory path no longer carries a mask (the copy test
-  0.30), so it is for box chaining only; One-Prompt sets are not its job.
+  memory modules frozen (stage 7f), then with corrective clicks (stages 7h and 7j): the box
+  answer box chaining needs. Chained through volumes it scores, on validation, CT / T1 / T2 /
+  generated volumes 0.89 / 0.83 / 0.73 / 0.45 (``nano-track`` chained 0.84 / 0.64 / 0.31 / 0.35).
+  Its memory path no longer carries a mask (the copy test 0.15), so it is for box chaining only;
+  One-Prompt sets are not its job.
 * ``nano-track`` (the video default): ``nano`` given the dense box and fine-tuned on phantoms, generated volumes and
   one-slice box episodes on basic shapes (stage 7). It answers the box and keeps a working memory
   (the copy test 0.96); chained (its config's tracker) or through its memory (``--tracker
