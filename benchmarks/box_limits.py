@@ -46,6 +46,7 @@ from medsam2.evaluation.baselines import otsu_in_box
 from medsam2.evaluation.metrics import dice_np
 from medsam2.model.sam2_model import Sam2Model
 from medsam2.preprocessing import normalize_volume, slice_geometry, volume_to_frames
+from medsam2.preprocessing.resize import upsample_logits
 from medsam2.types import Volume
 from medsam2.volume import infer_modality
 
@@ -57,11 +58,11 @@ SETS = ("mni", "ct", "t1", "shapes")
 
 def grid_ceiling(truth: np.ndarray, image_size: int) -> float:
     """Dice of ``truth`` (H, W) after the decoder's grid: resized to ``image_size``, averaged to
-    ``image_size // 4``, thresholded at 0.5 and upsampled bilinearly back to (H, W)."""
+    ``image_size // 4``, thresholded at 0.5 and upsampled back to (H, W) as the engine's logits are."""
     t = torch.from_numpy(truth.astype(np.float32))[None, None]
     x = F.interpolate(t, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
     low = F.adaptive_avg_pool2d(x, image_size // 4) - 0.5
-    back = F.interpolate(low, size=truth.shape, mode="bilinear", align_corners=False)[0, 0] > 0
+    back = upsample_logits(low, truth.shape)[0, 0] > 0
     return dice_np(back.numpy(), truth)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +45,20 @@ def test_the_defaults_and_unknown_names_are_refused() -> None:
         resolve_checkpoint(opts)
 
 
+def _boxed_shape(index: int) -> tuple[Any, Any]:
+    """Validation shape ``index`` (seed 6000) on its largest slice: the image normalised as
+    inference does (0.5-99.5 percentiles, float in [0, 1]) and the truth, both (row, column)."""
+    import numpy as np
+
+    from medsam2.data.synth.shapes import shape_case
+
+    case = shape_case(6000, index)
+    k = int(case.truth.sum((0, 1)).argmax())
+    truth, image = case.truth[:, :, k].T, case.volume.array[:, :, k].T
+    lo, hi = np.percentile(image, [0.5, 99.5])
+    return np.clip((image - lo) / (hi - lo), 0, 1).astype(np.float32), truth
+
+
 @pytest.mark.parametrize("name", ["nano-box", "nano-track"])
 def test_box_models_answer_the_box_on_generated_shapes(name: str) -> None:
     """A floor that guards the shipped weights: one box on the largest slice of 12 generated
@@ -53,7 +68,6 @@ def test_box_models_answer_the_box_on_generated_shapes(name: str) -> None:
     import numpy as np
 
     from medsam2 import ImagePredictor, load_model
-    from medsam2.data.synth.shapes import shape_case
 
     path = checkpoint_path(name)
     assert path is not None
@@ -62,11 +76,8 @@ def test_box_models_answer_the_box_on_generated_shapes(name: str) -> None:
     predictor = ImagePredictor(model)
     dices = []
     for index in range(12):
-        case = shape_case(6000, index)
-        k = int(case.truth.sum((0, 1)).argmax())
-        truth, image = case.truth[:, :, k].T, case.volume.array[:, :, k].T  # (row, column)
-        lo, hi = np.percentile(image, [0.5, 99.5])
-        predictor.set_image(np.clip((image - lo) / (hi - lo), 0, 1).astype(np.float32))
+        image, truth = _boxed_shape(index)
+        predictor.set_image(image)
         rows, cols = np.nonzero(truth)
         box = np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], np.float32)
         mask = predictor.predict(box=box, multimask=False).masks[0]
@@ -85,19 +96,15 @@ def test_a_click_after_a_box_improves_the_default_models_answer() -> None:
     from correction_helpers import tight_box, user_click
 
     from medsam2 import VideoPredictor, load_model
-    from medsam2.data.synth.shapes import shape_case
 
     path = checkpoint_path("nano-chain")
     assert path is not None
     model = load_model(path)
     before, after = [], []
     for index in range(24):
-        case = shape_case(6000, index)
-        k = int(case.truth.sum((0, 1)).argmax())
-        truth, image = case.truth[:, :, k].T, case.volume.array[:, :, k].T  # (row, column)
-        lo, hi = np.percentile(image, [0.5, 99.5])
+        image, truth = _boxed_shape(index)
         vp = VideoPredictor(model)
-        vp.start(np.clip((image - lo) / (hi - lo), 0, 1).astype(np.float32)[None])
+        vp.start(image[None])
         mask = vp.add_prompt(0, 1, box=tight_box(truth)).masks[0].numpy()
         before.append(2 * (mask & truth).sum() / (mask.sum() + truth.sum()))
         click = user_click(mask, truth)

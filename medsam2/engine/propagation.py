@@ -133,16 +133,14 @@ def prompt_frame(model: Sam2Model, session: InferenceSession, obj_id: int, frame
             base = prev.low_res_logits if prev is not None else neighbour_logits(obj, frame)
             if base is not None:
                 points = correction_points(base, points, session.image_size)
-        prev_logits = (
-            None
-            if prev is None
-            else torch.clamp(prev.low_res_logits.detach().to(session.device), -32.0, 32.0)
-        )
-        if prev_logits is None or (prompt.box is not None and model.config.box_mask_prompt):
-            # models trained with the dense box get the user's box densely on every answer for
-            # the frame: with their previous logits instead, a click after a box moved the mask
-            # off the object (docs/embedded_model.md, "Clicks after a box")
+        if prev is None or (prompt.box is not None and model.config.box_mask_prompt):
+            # a first answer, or a model trained with the dense box on a frame with the user's
+            # box: the box densely (on every answer for the frame; with the previous logits
+            # instead, a click after a box moved the mask off the object: docs/embedded_model.md,
+            # "Clicks after a box"); None for SAM 2 checkpoints
             prev_logits = model.box_dense_prompt(points)
+        else:
+            prev_logits = torch.clamp(prev.low_res_logits.detach().to(session.device), -32.0, 32.0)
         # the points the decoder sees (an implied correction box counts, as a user's box does)
         multimask = model.use_multimask(is_init, 0 if points is None else int(points[1].shape[1]))
         out = model.decode(pix, feats.high_res, points, prev_logits, multimask)
