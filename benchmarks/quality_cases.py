@@ -145,6 +145,29 @@ def shape_cases(count: int, first_seed: int) -> Iterator[Case3D]:
         yield Case3D("basic shapes", c.name, f"{size_bin(c.radius)}, {c.polarity}", c.volume, c.truth)
 
 
+def part_cases(count: int, seed: int = 5001) -> Iterator[Case3D]:
+    """Generated "part" targets (``synth:...;part=1``, ``medsam2.data.synth.targets.part_labels``):
+    a label whose box holds much of other labels, as grey matter's is the brain's; the first
+    ``count`` such cases of generator ``seed`` (no training config uses 5001), the middle slice
+    of each slab the one the truth is largest on or near. A validation set: its box alone cannot
+    say the part, its clicks can."""
+    from medsam2.data.synth.cases import generate_case, parse_synth
+
+    spec = parse_synth(f"synth:seed={seed};cases=100000;size=128;depth=10;min_contrast=0.6;part=1.0")
+    found, index = 0, 0
+    while found < count:
+        image, labels, info = generate_case(spec, index)
+        index += 1
+        if info.get("target") != "part":
+            continue
+        found += 1
+        array = np.ascontiguousarray(np.transpose(image, (2, 1, 0)))  # (D, S, S) -> (i, j, k)
+        truth = np.ascontiguousarray(np.transpose(labels == 1, (2, 1, 0)))
+        name = f"parts{seed}-{index - 1}"
+        volume = Volume(array, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), np.eye(3), name, "MR")
+        yield Case3D("generated parts", name, f"part of {info['kind']}", volume, truth)
+
+
 def mni_cases(planes: list[str]) -> Iterator[Case3D]:
     """nilearn's MNI152 2009a T1 template: whole brain, grey and white matter, on each plane.
 

@@ -8,7 +8,14 @@ import pytest
 from medsam2.data.synth import SyntheticCases, generate_case, parse_synth
 from medsam2.data.synth.cases import DEFAULT_WEIGHTS
 from medsam2.data.synth.sources import SHELLS, paint_shells
-from medsam2.data.synth.targets import MIN_AREA, OTHER, TARGET, boundary_contrast, choose_targets
+from medsam2.data.synth.targets import (
+    MIN_AREA,
+    OTHER,
+    TARGET,
+    boundary_contrast,
+    choose_targets,
+    part_labels,
+)
 from medsam2.data.union import DatasetUnion, open_dataset
 from medsam2.errors import InputError
 from medsam2.training.synthetic import write_synthetic_dataset
@@ -181,3 +188,51 @@ def test_invert_turns_bright_objects_dark_and_keeps_the_labels() -> None:
     assert np.allclose(inverted[0], 1.0 - plain[0])
     with pytest.raises(InputError, match=r"invert in \[0, 1\]"):
         parse_synth("synth:invert=2")
+
+
+def _disc(size: int, cy: int, cx: int, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("ring around a disc", [1]),  # the ring's box is the whole object's: a part
+        ("two discs side by side", []),  # each box holds only its own disc
+        ("a disc in empty ground", []),
+        ("a thin diagonal bar next to a block", [1]),  # its box is mostly the block
+    ],
+)
+def test_part_labels_are_labels_whose_box_holds_other_labels(name: str, expected: list[int]) -> None:
+    mid = np.zeros((64, 64), np.int64)
+    if name == "ring around a disc":
+        mid[_disc(64, 32, 32, 24)] = 1
+        mid[_disc(64, 32, 32, 16)] = 2
+    elif name == "two discs side by side":
+        mid[_disc(64, 32, 16, 10)] = 1
+        mid[_disc(64, 32, 46, 10)] = 2
+    elif name == "a disc in empty ground":
+        mid[_disc(64, 32, 32, 12)] = 1
+    else:
+        mid[20:50, 26:50] = 2
+        for i in range(40):
+            mid[10 + i, 10 + i : 14 + i] = 1
+    assert part_labels(mid) == expected
+
+
+def test_part_cases_ask_for_a_part_and_mark_its_box_ambiguous() -> None:
+    plain = "synth:seed=3;cases=12;size=48;depth=6"
+    spec = f"{plain};part=1.0"
+    kinds = [generate_case(parse_synth(spec), i)[2]["target"] for i in range(12)]
+    assert kinds.count("part") >= 6  # most slabs have one; the others fall back to the usual targets
+    cases = SyntheticCases(spec)
+    for i, kind in enumerate(kinds):
+        assert cases.frames(i).box_ambiguous == (frozenset({TARGET}) if kind == "part" else frozenset())
+    union = DatasetUnion([plain, spec.replace("seed=3", "seed=4")])
+    marked = [union.frames(i).box_ambiguous for i in range(len(union))]
+    assert set().union(*marked) == {TARGET + 2}  # only the part set marks, with its union label value
+    assert not any(marked[:12])
+    with pytest.raises(InputError, match=r"part in \[0, 1\]"):
+        parse_synth("synth:part=1.5")
+    assert all(generate_case(parse_synth(plain), i)[2]["target"] != "part" for i in range(12))

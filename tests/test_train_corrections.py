@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from medsam2.data.datasets import TrainingDataset
+from medsam2.data.synth import SyntheticCases
 from medsam2.errors import ConfigError
 from medsam2.model.presets import get_preset
 from medsam2.model.sam2_model import Sam2Model
@@ -126,3 +127,34 @@ def test_each_click_is_decoded_again_and_every_answer_is_scored(dataset: Path, t
     loss.backward()
     decoder = [p for n, p in model.named_parameters() if "mask_decoder" in n]
     assert decoder and all(p.grad is not None for p in decoder if p.requires_grad)
+
+
+def test_a_box_that_does_not_say_its_part_is_scored_only_after_the_clicks() -> None:
+    """Generated parts (a label whose box is also a larger structure's) always get clicks, and
+    their box-only answer is left out of the loss; other episodes are scored as before."""
+    torch.manual_seed(0)
+    model = Sam2Model(get_preset("tiny")).train()
+    cfg = TrainConfig(
+        single_frame=1.0,
+        max_objects=1,
+        prompt_box=1.0,
+        prompt_click=0.0,
+        correction_clicks=2,
+        correction_prob=0.0,  # only the parts get clicks here
+        tracker="box-chain",
+    )
+    data = SyntheticCases("synth:seed=3;cases=12;size=48;depth=6;part=1.0")
+    sampler = EpisodeSampler(data, cfg, model.config)
+    episodes = [sampler.sample(s, 0) for s in range(12)]
+    parts = [e for e in episodes if e.info.get("box_ambiguous")]
+    assert parts and len(parts) < len(episodes)
+    assert all(e.corrections == 0 for e in episodes if not e.info.get("box_ambiguous"))
+    for ep in parts:
+        assert ep.info["box_ambiguous"] == [1] and ep.corrections in (1, 2)
+        session = run_episode(model, ep, model.device)
+        earlier = run_corrections(model, session, ep)
+        clicks = len(session.objects[1].prompts[0].points)
+        assert clicks == ep.corrections  # every click was made ...
+        assert len(earlier) == clicks - 1  # ... and the box-only answer is not among the scored
+        loss, stats = EpisodeModel(model, MultiMaskLoss())(ep)
+        assert torch.isfinite(loss) and stats["corrections"] == clicks - 1

@@ -176,7 +176,9 @@ class CaseFrames:
     """A case as a stack of frames along one axis.
 
     image (T, H, W) or (T, H, W, 3) float32 in [0, 1]; labels (T, H, W) int64 label values;
-    presence maps each class present in the case to a (T,) bool vector (frames containing it).
+    presence maps each class present in the case to a (T,) bool vector (frames containing it);
+    box_ambiguous holds the classes whose box alone does not say them (generated "part" targets,
+    `medsam2.data.synth.targets.part_labels`): training scores their box-only answers not at all.
     """
 
     name: str
@@ -184,6 +186,7 @@ class CaseFrames:
     image: np.ndarray
     labels: np.ndarray
     presence: dict[int, np.ndarray]
+    box_ambiguous: frozenset[int] = frozenset()
 
     @property
     def num_frames(self) -> int:

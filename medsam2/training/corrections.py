@@ -7,7 +7,9 @@ as SAM 2 samples its correction points in training, and the frame is decoded aga
 :func:`medsam2.engine.propagation.prompt_frame`, the step ``VideoPredictor.add_prompt`` runs
 for a user's correction: the previous answer as a dense prompt, with the memory (the memory
 tracker) or with the box of the previous answer and no memory (box chaining). Every answer is
-scored, the ones before each click too (:func:`medsam2.training.episode.episode_loss`).
+scored, the ones before each click too (:func:`medsam2.training.episode.episode_loss`), except
+a box-only answer for an object listed in ``episode.info["box_ambiguous"]``: a part whose box is
+also a larger structure's (`medsam2.data.synth.targets.part_labels`), which only clicks can name.
 """
 
 from __future__ import annotations
@@ -58,13 +60,18 @@ def correct_episode(
     rng = np.random.default_rng([int(episode.info.get("seed", 0)), 11])
     size = session.image_size
     earlier: list[Earlier] = []
+    ambiguous = set(episode.info.get("box_ambiguous", ()))
     for obj_id, prompts in episode.prompts.items():
         obj = session.objects[obj_id]
         for frame in sorted(prompts):
             if prompts[frame].mask is not None:  # the answer is the prompt itself
                 continue
             h, w = session.source.frame_size(frame)
-            for _ in range(episode.corrections):
+            # the box alone cannot say which structure: its answer is not scored
+            unscored = (
+                obj_id in ambiguous and prompts[frame].box is not None and len(prompts[frame].points) == 0
+            )
+            for click_no in range(episode.corrections):
                 result = obj.results[frame]
                 assert result.decoder is not None, "sessions for training keep decoder outputs"
                 pred = result.decoder.high_res_masks[0, 0].detach() > 0
@@ -79,6 +86,7 @@ def correct_episode(
                     labels=np.concatenate([old.labels, np.array([label], np.int32)]),
                     box=old.box,
                 )
-                earlier.append(Earlier(obj_id, frame, result.decoder, target))
+                if not (unscored and click_no == 0):
+                    earlier.append(Earlier(obj_id, frame, result.decoder, target))
                 prompt_frame(model, session, obj_id, frame)
     return earlier

@@ -156,6 +156,9 @@ class EpisodeSampler:
         # drawn only when enabled, so older configs keep their episodes
         if self.cfg.correction_clicks > 0 and rng.random() < self.cfg.correction_prob:
             ep.corrections = int(rng.integers(1, self.cfg.correction_clicks + 1))
+        if self.cfg.correction_clicks > 0 and ep.corrections == 0 and ep.info.get("box_ambiguous"):
+            # a box that does not say its object is scored only after the clicks that do
+            ep.corrections = int(rng.integers(1, self.cfg.correction_clicks + 1))
         ep.info.update(step=step, index=index, seed=seed)
         return ep
 
@@ -201,6 +204,9 @@ class EpisodeSampler:
         targets = {v: list(labels == v) for v in objects}
         prompts = {v: {f: self.prompts(targets[v][f], rng) for f in prompted} for v in objects}
         info = {"case": cf.name, "axis": axis, "start": start, "objects": objects, "reversed": reverse}
+        ambiguous = [v for v in objects if v in cf.box_ambiguous]
+        if ambiguous:  # only generated "part" targets; other episodes keep their info as before
+            info["box_ambiguous"] = ambiguous
         return Episode(
             ArrayFrames(np.ascontiguousarray(image), name=cf.name),
             targets,

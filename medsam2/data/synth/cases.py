@@ -14,7 +14,7 @@ Two object classes: 1 = the target, 2 = another structure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ DEFAULT_WEIGHTS = {
 }
 
 
-FLOAT_KEYS = ("min_contrast", "invert")
+FLOAT_KEYS = ("min_contrast", "invert", "part")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class SynthSpec:
     depth: int = 10
     min_contrast: float = 0.0  # redraw targets whose edge is fainter (targets.boundary_contrast)
     invert: float = 0.0  # probability of inverting the finished image (bright <-> dark)
+    part: float = 0.0  # probability of asking for a part its box does not say (targets.part_labels)
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
 
 
@@ -82,6 +83,7 @@ def parse_synth(text: str) -> SynthSpec:
     if (
         spec.min_contrast < 0
         or not 0 <= spec.invert <= 1
+        or not 0 <= spec.part <= 1
         or spec.cases < 1
         or spec.size < 16
         or spec.depth < 1
@@ -90,7 +92,7 @@ def parse_synth(text: str) -> SynthSpec:
     ):
         raise InputError(
             f"training data {text!r}: cases >= 1, size >= 16, depth >= 1, min_contrast >= 0,"
-            " invert in [0, 1], weights >= 0 (not all 0)"
+            " invert in [0, 1], part in [0, 1], weights >= 0 (not all 0)"
         )
     return spec
 
@@ -123,7 +125,7 @@ def generate_case(spec: SynthSpec, index: int) -> tuple[np.ndarray, np.ndarray, 
         fine = slab.labels
         if "outside_mm" in slab.extra:
             fine = sources.paint_shells(fine, slab.extra["outside_mm"], rng)
-        chosen = choose_targets(fine, src.groups, rng)
+        chosen = choose_targets(fine, src.groups, rng, part=spec.part)
         if chosen is None:
             continue
         labels, info = chosen
@@ -167,5 +169,8 @@ class SyntheticCases(GeneratedCases):
 
     def _make(self, case: int, name: str) -> CaseFrames:
         """Case ``case`` (each is cut along its own random axis, so the requested axis is ignored)."""
-        image, labels, _ = generate_case(self.synth, case)
-        return case_frames(name, "axial", image, labels, self.classes, self.label_offset)
+        image, labels, info = generate_case(self.synth, case)
+        frames = case_frames(name, "axial", image, labels, self.classes, self.label_offset)
+        if info.get("target") == "part":  # its box does not say it: clicks will
+            frames = replace(frames, box_ambiguous=frozenset({TARGET + self.label_offset}))
+        return frames

@@ -5,6 +5,11 @@ labels it touches, a named compound group of the source (e.g. the whole brain = 
 the whole foreground. Compound objects made of several intensities are what real anatomy looks
 like from a box (an organ with its vessels and lesions, a brain with its tissues), so they are
 common. A second, disjoint label may join as another object (its own memory, as at inference).
+
+With ``part`` > 0, that share of cases asks first for a *part*: one label whose box holds much
+of other labels too (grey matter, whose box is the brain's). Its box alone cannot say which
+structure is meant; the user's clicks say it, and training scores only the answers after them
+(:mod:`medsam2.training.corrections`).
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["choose_targets", "boundary_contrast", "TARGET", "OTHER"]
+__all__ = ["choose_targets", "boundary_contrast", "part_labels", "TARGET", "OTHER"]
 
 TARGET, OTHER = 1, 2
 MIN_AREA = 40  # pixels of the middle slice
+# a part: the label fills at most PART_FILL of its box, and other labels at least PART_OTHERS
+PART_FILL, PART_OTHERS = 0.6, 0.25
 
 
 def _areas(mid: np.ndarray) -> dict[int, int]:
@@ -26,6 +33,21 @@ def _areas(mid: np.ndarray) -> dict[int, int]:
 def _neighbours(mid: np.ndarray, value: int) -> list[int]:
     ring = ndimage.binary_dilation(mid == value, iterations=2) & (mid != value)
     return [int(v) for v in np.unique(mid[ring]) if v != 0]
+
+
+def part_labels(mid: np.ndarray) -> list[int]:
+    """Labels of ``mid`` (H, W) whose box does not say them: each fills at most ``PART_FILL`` of
+    its own bounding box, where other (non-zero) labels fill at least ``PART_OTHERS``."""
+    out = []
+    for value, area in _areas(mid).items():
+        if area < MIN_AREA:
+            continue
+        ys, xs = np.nonzero(mid == value)
+        inside = mid[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        others = float(((inside != 0) & (inside != value)).mean())
+        if area / inside.size <= PART_FILL and others >= PART_OTHERS:
+            out.append(value)
+    return out
 
 
 def _candidate(
@@ -62,20 +84,30 @@ def boundary_contrast(image: np.ndarray, mask: np.ndarray, width: int = 2) -> fl
 
 
 def choose_targets(
-    fine: np.ndarray, groups: dict[str, tuple[int, ...]], rng: np.random.Generator, tries: int = 8
+    fine: np.ndarray,
+    groups: dict[str, tuple[int, ...]],
+    rng: np.random.Generator,
+    tries: int = 8,
+    part: float = 0.0,
 ) -> tuple[np.ndarray, dict[str, object]] | None:
-    """(D, S, S) int64 object labels (TARGET, maybe OTHER, 0) and a description; None if nothing fits."""
+    """(D, S, S) int64 object labels (TARGET, maybe OTHER, 0) and a description; None if nothing
+    fits. With probability ``part`` a part (:func:`part_labels`) is the target when the middle
+    slice has one (description ``"target": "part"``)."""
     mid = fine[fine.shape[0] // 2]
     size = mid.size
     if not _areas(mid):
         return None
-    for _ in range(tries):
-        kind, chosen = _candidate(mid, groups, rng)
-        area = int(np.isin(mid, list(chosen)).sum())
-        if MIN_AREA <= area <= 0.7 * size:
-            break
+    parts = part_labels(mid) if part > 0 and rng.random() < part else []
+    if parts:
+        kind, chosen = "part", {int(rng.choice(parts))}
     else:
-        return None
+        for _ in range(tries):
+            kind, chosen = _candidate(mid, groups, rng)
+            area = int(np.isin(mid, list(chosen)).sum())
+            if MIN_AREA <= area <= 0.7 * size:
+                break
+        else:
+            return None
     out = np.where(np.isin(fine, list(chosen)), TARGET, 0).astype(np.int64)
     others = [v for v, a in _areas(mid).items() if v not in chosen and a >= MIN_AREA]
     if others and rng.random() < 0.4:
