@@ -128,6 +128,9 @@ class ModelConfig:
     # inside/outside the box) on a frame without an earlier output. Only models trained with it
     # (an embedded model may be) set it; SAM 2 checkpoints never do.
     box_mask_prompt: bool = False
+    # Not in SAM 2: with box_mask_prompt, the clicks on a boxed frame are painted into that dense
+    # box as well (discs of +/-CLICK_MASK_LOGIT), so the decoder sees them where they are.
+    click_mask_prompt: bool = False
     # Not in SAM 2: how these weights propagate through a volume unless the caller says otherwise
     # (one of TRACKERS). "memory" for every SAM 2 / MedSAM-2 checkpoint; "box-chain" for an
     # embedded model whose box answer is better than its memory (docs/embedded_model.md).

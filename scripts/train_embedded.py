@@ -1,6 +1,6 @@
 """Reproduce the embedded models: datasets -> `medsam2 train` stages -> assets.
 
-    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|4|3b|6|7a|...|7d|7f|7h|7g|7i|7j|8|micro|all] [--resume]
+    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|4|3b|6|7a|...|7d|7f|7h|7g|7i|7j|8|9|9b|9c|micro|all] [--resume]
 
 Stage 1 (``configs/embedded_nano.json``): `nano` from scratch on 40 CT phantoms (seeds 0-39),
 6-slice clips with a box on every 3rd slice: the model learns to segment around a box.
@@ -119,13 +119,28 @@ STAGES = {
     "7i": ("embedded_nano_chain_click2.json", (902, 903, 904), "embedded_nano_chain_click2", "7h"),
     # 7h continued after corrections on a boxed slice read the box densely (the engine changed)
     "7j": ("embedded_nano_chain_click3.json", (902, 903, 904), "embedded_nano_chain_click3", "7h"),
+    # 7j continued with generated "part" targets (a label whose box is a larger structure's, as
+    # grey matter's is the brain's): their box-only answer unscored, their clicks-after scored
+    "9": ("embedded_nano_chain_parts.json", (902, 903, 904), "embedded_nano_chain_parts", "7j"),
+    # 9 continued with three times the parts (about half of the episodes) and twice the rate
+    "9b": ("embedded_nano_chain_parts2.json", (902, 903, 904), "embedded_nano_chain_parts2", "9"),
+    # 7j with its clicks painted into the dense box too (click_mask_prompt), on 9's kind of data
+    "9c": ("embedded_nano_chain_clickmask.json", (902, 903, 904), "embedded_nano_chain_clickmask", "7j"),
     # One-Prompt training from 7d (its memory carries a mask), image and prompt encoders frozen;
     # stopped at step 500: the fundus twin collapsed as in stage 5 (not shipped)
     "8": ("embedded_nano_track_oneprompt.json", (), "embedded_nano_track_op", "7d"),
     # the wider preset from scratch (its config names the preset); hours long, so not in "all"
     "micro": ("embedded_micro.json", (902, 903, 904), "embedded_micro", None),
 }
-LONG = {"micro", "7g", "7i", "8"}  # stages that "all" leaves out (long, or candidates not shipped)
+LONG = {
+    "micro",
+    "7g",
+    "7i",
+    "8",
+    "9",
+    "9b",
+    "9c",
+}  # stages that "all" leaves out (long, or candidates not shipped)
 # stage -> the embedded model its final weights become (medsam2/assets/{name}.safetensors + .json)
 SHIPPED = {"3b": "nano", "4": "nano_synth", "6": "nano_box", "7d": "nano_track", "7j": "nano_chain"}
 # what a shipped config says beyond the trained one: how its weights run by default, chosen on

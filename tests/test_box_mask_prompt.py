@@ -17,6 +17,7 @@ import torch
 
 from medsam2 import ImagePredictor, VideoPredictor
 from medsam2.errors import ConfigError
+from medsam2.model.box_prompt import CLICK_MASK_LOGIT, CLICK_RADIUS, paint_clicks
 from medsam2.model.checkpoint import load_model, save_model
 from medsam2.model.presets import get_preset
 from medsam2.model.sam2_model import BOX_MASK_LOGIT, Sam2Model, box_mask_logits
@@ -98,6 +99,49 @@ def test_video_box_prompt_gets_the_dense_box_on_every_answer_of_its_frame() -> N
     torch.testing.assert_close(seen[-1], dense)
 
 
+@pytest.mark.parametrize(
+    ("centre", "label", "value"),
+    [
+        ((20.0, 20.0), 0, -CLICK_MASK_LOGIT),  # a negative click inside the box
+        ((20.0, 20.0), 1, CLICK_MASK_LOGIT),  # a positive one there differs from the box too
+        ((60.0, 60.0), 1, CLICK_MASK_LOGIT),  # a positive click outside the box
+    ],
+)
+def test_paint_clicks_puts_a_disc_of_the_click_sign_where_it_is(
+    centre: tuple[float, float], label: int, value: float
+) -> None:
+    dense = box_mask_logits(torch.tensor([[[8.0, 8.0], [40.0, 40.0]]]), 64)  # 16 x 16, step 4
+    pad = torch.tensor([[[0.0, 0.0]]]), torch.tensor([[-1]])  # padding points change nothing
+    coords = torch.cat([torch.tensor([[centre]]), pad[0]], dim=1)
+    out = paint_clicks(dense, coords, torch.cat([torch.tensor([[label]]), pad[1]], dim=1), 64)
+    changed = (out != dense)[0, 0] | (out == value)[0, 0]
+    rows, cols = changed.nonzero().T
+    assert (out[0, 0][changed] == value).all()
+    # the low-res pixels whose centres lie within CLICK_RADIUS pixels of the click
+    cy, cx = centre[1] / 4 - 0.5, centre[0] / 4 - 0.5
+    assert ((rows - cy) ** 2 + (cols - cx) ** 2 <= CLICK_RADIUS**2).all() and len(rows) >= 4
+    assert torch.equal(out[(out != value)], dense[(out != value)])  # the rest is the box
+
+
+def test_clicks_after_a_box_are_painted_into_the_dense_box_with_click_mask_prompt() -> None:
+    model = _model(True)
+    model.config = model.config.replace(click_mask_prompt=True)
+    seen = _spy(model)
+    vp = VideoPredictor(model)
+    vp.start(_frames())  # 72 x 96 frames
+    vp.add_prompt(0, 1, box=[12, 18, 60, 54])
+    size = model.image_size
+    dense = box_mask_logits(_corners(size), size)
+    torch.testing.assert_close(seen[-1], dense)  # no click yet: the box alone
+    vp.add_prompt(0, 1, points=[[30, 30]], labels=[0])
+    click = torch.tensor([[[30 * size / 96, 30 * size / 72]]])
+    want = paint_clicks(dense, click, torch.tensor([[0]]), size)
+    assert not torch.equal(want, dense)
+    torch.testing.assert_close(seen[-1], want)
+    vp.add_prompt(1, 1, points=[[30, 30]], labels=[1])  # clicks only: still no dense prompt
+    assert seen[-1] is None
+
+
 def test_sam2_models_never_get_a_dense_box_and_correct_from_their_logits() -> None:
     model = _model(False)
     seen = _spy(model)
@@ -129,7 +173,7 @@ def test_image_predictor_box_equals_explicit_dense_box() -> None:
 
 
 def test_training_sets_model_options_and_checkpoints_keep_them(tmp_path: Path) -> None:
-    options = {"box_mask_prompt": True, "dynamic_multimask_via_stability": False}
+    options = {"box_mask_prompt": True, "click_mask_prompt": True, "dynamic_multimask_via_stability": False}
     cfg = TrainConfig(data="d", out="o", preset="tiny", model_options=options)
     model = build_model(cfg, torch.device("cpu"))
     assert model.config.box_mask_prompt and not model.config.dynamic_multimask_via_stability
@@ -137,7 +181,7 @@ def test_training_sets_model_options_and_checkpoints_keep_them(tmp_path: Path) -
     plain = build_model(cfg.replace(model_options={}), torch.device("cpu")).config
     assert not plain.box_mask_prompt and plain.dynamic_multimask_via_stability
     loaded = load_model(save_model(model, tmp_path / "m.safetensors")).config
-    assert loaded.box_mask_prompt and not loaded.dynamic_multimask_via_stability
+    assert loaded.box_mask_prompt and loaded.click_mask_prompt and not loaded.dynamic_multimask_via_stability
 
 
 @pytest.mark.parametrize(

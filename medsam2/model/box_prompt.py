@@ -9,9 +9,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["BOX_MASK_LOGIT", "box_mask_logits"]
+__all__ = ["BOX_MASK_LOGIT", "CLICK_MASK_LOGIT", "CLICK_RADIUS", "box_mask_logits", "paint_clicks"]
 
 BOX_MASK_LOGIT = 10.0  # |logit| of the dense box prompt of models with `box_mask_prompt`
+CLICK_MASK_LOGIT = 20.0  # |logit| of a click's disc in it (`click_mask_prompt`): unlike the box's
+CLICK_RADIUS = 1.5  # the disc's radius, in pixels of the dense prompt (S/4 x S/4)
 
 
 def box_mask_logits(corners: Tensor, image_size: int) -> Tensor:
@@ -37,3 +39,21 @@ def box_mask_logits(corners: Tensor, image_size: int) -> Tensor:
     empty = ~inside.flatten(1).any(dim=1)
     inside = torch.where(empty[:, None, None], touched, inside)
     return torch.where(inside, BOX_MASK_LOGIT, -BOX_MASK_LOGIT)[:, None]
+
+
+def paint_clicks(dense: Tensor, coords: Tensor, labels: Tensor, image_size: int) -> Tensor:
+    """The dense box ``dense`` (B, 1, S/4, S/4) with each click of ``coords`` (B, N, 2, model
+    pixels, x then y) / ``labels`` (B, N: 1 positive, 0 negative, others ignored) painted as a
+    disc of radius ``CLICK_RADIUS`` low-res pixels, +CLICK_MASK_LOGIT or -CLICK_MASK_LOGIT, so a
+    click inside the box (positive) or on it (negative) differs from the box itself."""
+    side = dense.shape[-1]
+    step = image_size / side
+    centre = (torch.arange(side, device=dense.device, dtype=torch.float32) + 0.5) * step
+    out = dense.clone()
+    for b in range(coords.shape[0]):
+        for (x, y), label in zip(coords[b].float(), labels[b], strict=True):
+            if int(label) not in (0, 1):
+                continue
+            near = ((centre[None, :] - x) ** 2 + (centre[:, None] - y) ** 2) <= (CLICK_RADIUS * step) ** 2
+            out[b, 0][near] = CLICK_MASK_LOGIT if int(label) == 1 else -CLICK_MASK_LOGIT
+    return out

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from medsam2.config import ModelConfig
 from medsam2.errors import ConfigError
-from medsam2.model.box_prompt import BOX_MASK_LOGIT, box_mask_logits
+from medsam2.model.box_prompt import BOX_MASK_LOGIT, box_mask_logits, paint_clicks
 from medsam2.model.common import MLP
 from medsam2.model.image_encoder import build_image_encoder
 from medsam2.model.mask_decoder import build_sam_heads
@@ -169,7 +169,10 @@ class Sam2Model(nn.Module):
         if not len(first) or not len(second):
             return None
         corners = torch.stack([coords[0, first[0, 0]], coords[0, second[0, 0]]])[None]
-        return box_mask_logits(corners, self.image_size)
+        dense = box_mask_logits(corners, self.image_size)
+        if self.config.click_mask_prompt:
+            dense = paint_clicks(dense, coords, labels, self.image_size)
+        return dense
 
     def decode(
         self,

@@ -20,7 +20,7 @@ __all__ = ["TrainConfig", "MODULE_GROUPS", "RECIPES", "AXES", "MODEL_OPTIONS"]
 
 # ModelConfig flags a run may set on the model it starts from (saved with its checkpoints): they
 # change how prompts reach the decoder, never a parameter's shape.
-MODEL_OPTIONS = ("box_mask_prompt", "dynamic_multimask_via_stability")
+MODEL_OPTIONS = ("box_mask_prompt", "click_mask_prompt", "dynamic_multimask_via_stability")
 
 RECIPES = ("3d", "2d-one-prompt")
 AXES = ("axial", "coronal", "sagittal", "random")
