@@ -16,7 +16,8 @@ For each structure, on its largest slice with the tight box of its truth (the pr
 * ``click 1..3``: Dice after 1, 2, 3 corrective clicks on that slice, each where a user clicks
   (the most interior point of the largest error region, positive on a miss, negative on a
   spill; ``tests/correction_helpers.py``, as ``benchmarks/corrections.py``): whether the
-  model can be told which of the two was meant.
+  model can be told which of the two was meant; ``obeyed``: the share of those clicks whose
+  own pixel took the click's side (in, for a positive click; out, for a negative one).
 
 Sets: ``mni`` (the held-out MNI152 structures on three planes: an analysis of the report's
 figures, never used to choose anything) and ``ct``, ``t1``, ``shapes`` (validation seeds 8000
@@ -127,18 +128,22 @@ def run_case(
         x0, y0, x1, y1 = (int(v) for v in box)
         row["box IoU"] = box_iou(box, tight_box(outer))
         row["enclosing pixels"] = int(outer[y0 : y1 + 1, x0 : x1 + 1].sum())
+    obeyed = []
     for _ in range(clicks):
         click = user_click(pred, truth[k])
         if click is not None:
             pred = vp.add_prompt(0, 1, points=[click[0]], labels=[click[1]]).masks[0].cpu().numpy()
+            (x, y), label = click
+            obeyed.append(float(pred[int(y), int(x)] == bool(label)))
         row["clicks"].append(dice_np(pred, truth[k]))
+    row["obeyed"] = float(np.mean(obeyed)) if obeyed else 1.0
     return row
 
 
 def table(rows: list[dict[str, Any]], clicks: int) -> list[str]:
     """Markdown: one line per structure, then the mean of each study."""
     heads = ["ceiling", "model", "FP", "FN", "otsu-in-box", "FP", "FN"]
-    heads += [f"click {i + 1}" for i in range(clicks)]
+    heads += [f"click {i + 1}" for i in range(clicks)] + (["obeyed"] if clicks else [])
     out = ["| study | structure | pixels | " + " | ".join(heads) + " |", "|---" * (3 + len(heads)) + "|"]
 
     def cells(found: list[dict[str, Any]]) -> list[str]:
@@ -149,7 +154,8 @@ def table(rows: list[dict[str, Any]], clicks: int) -> list[str]:
         for who in ("model", "otsu"):
             vals += [f"{m(lambda r, w=who: r[w]['dice']):.3f}"]
             vals += [f"{m(lambda r, w=who, e=e: r[w][e]):.0f}" for e in ("FP", "FN")]
-        return vals + [f"{m(lambda r, i=i: r['clicks'][i]):.3f}" for i in range(clicks)]
+        vals += [f"{m(lambda r, i=i: r['clicks'][i]):.3f}" for i in range(clicks)]
+        return vals + ([f"{m(lambda r: r['obeyed']):.2f}"] if clicks else [])
 
     for study in dict.fromkeys(r["study"] for r in rows):
         mine = [r for r in rows if r["study"] == study]

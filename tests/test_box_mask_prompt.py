@@ -203,4 +203,9 @@ def test_info_says_how_boxes_are_given(tmp_path: Path, capsys: pytest.CaptureFix
     for flag in (True, False):
         path = save_model(_model(flag), tmp_path / f"m{flag}.safetensors")
         assert main(["info", str(path)]) == 0
-        assert ("dense box mask" in capsys.readouterr().out) == flag
+        out = capsys.readouterr().out
+        assert ("dense box mask" in out) == flag and "click_mask_prompt" not in out
+    model = _model(True)
+    model.config = model.config.replace(click_mask_prompt=True)
+    assert main(["info", str(save_model(model, tmp_path / "clicks.safetensors"))]) == 0
+    assert "discs in the dense box" in capsys.readouterr().out

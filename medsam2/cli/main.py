@@ -58,6 +58,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"parameters:  {det.num_params:,}")
     if cfg.box_mask_prompt:
         print("box prompt:  corners + dense box mask (trained with box_mask_prompt; not SAM 2's)")
+    if cfg.box_mask_prompt and cfg.click_mask_prompt:
+        print("clicks:      points + discs in the dense box on a boxed frame (click_mask_prompt)")
     print(f"file dtype:  {det.dtype} (loaded as float32)")
     print("load:        ok (strict: every key and shape matched)")
     return 0
