@@ -20,7 +20,7 @@ The demo and the quality benchmarks use phantom seeds >= 8000 and real images ne
 (the MNI152 T1 image itself, stardist's nuclei); see docs/embedded_model.md. Runs on whatever device is available (CPU works; docs/embedded_model.md has
 the times). Stage 3b's final weights become medsam2/assets/nano.safetensors (``embedded:nano``),
 stage 4's medsam2/assets/nano_synth.safetensors (``embedded:nano-synth``, the One-Prompt default),
-stage 7d's nano_track.safetensors, stage 7j's nano_chain.safetensors (the default), each with its
+stage 7d's nano_track.safetensors, stage 9c's nano_chain.safetensors (the default), each with its
 model config (.json; nano-track's and nano-chain's name box chaining as their tracker).
 Stage 3b (``configs/embedded_nano_joint.json``): a branch from stage 3's final weights on the union
 of generated volumes (``synth:...``) and stage 3's CT/T1/T2 phantom datasets, prompt encoder
@@ -63,11 +63,21 @@ validation, so 7h stays the default (docs/embedded_model.md, "Stage 7i: more ste
 Stage 7j (``configs/embedded_nano_chain_click3.json``): 6000 more steps of 7h's recipe from
 7h's final weights, after a correction on a boxed slice began to read the box densely
 (docs/embedded_model.md, "Clicks after a box", "Stage 7j"); about 37 min on one thread. Its
-final weights are ``embedded:nano-chain``, the default for volumes.
+final weights were ``embedded:nano-chain`` until stage 9c.
 Stage 8 (``configs/embedded_nano_track_oneprompt.json``, not part of ``all``, not shipped):
 One-Prompt training on ``synth2d`` families from 7d's final weights (whose memory carries a
 mask), image and prompt encoders frozen; stopped at step 500 when the fundus twin had collapsed
 (docs/embedded_model.md, "Stage 8: One-Prompt training from a memory that works").
+Stages 9 and 9b (``configs/embedded_nano_chain_parts.json``, ``..._parts2.json``, not part of
+``all``, not shipped): 7j's recipe plus generated "part" targets (``synth:...;part=1``: a label
+whose box is a larger structure's, as grey matter's is the brain's), whose box-only answer is not
+scored and which always get clicks; 5000 steps from 7j, then 6000 more with three times the
+parts and twice the rate (about 21 and 33 min). Clicks did not learn to name the parts
+(docs/embedded_model.md, "Stage 9: parts a box cannot name").
+Stage 9c (``configs/embedded_nano_chain_clickmask.json``): 7j with ``click_mask_prompt`` (a click
+on a boxed slice also painted into the dense box) on stage 9's kind of data, 6000 steps at twice
+7j's rate from 7j's final weights (about 30 min). Its final weights are ``embedded:nano-chain``,
+the default for volumes.
 Stage ``micro`` (``configs/embedded_micro.json``, not part of ``all``, not shipped yet): the wider
 ``micro`` preset from scratch on generated volumes, basic shapes and the CT/T1/T2 phantoms, box
 episodes mixed with propagation clips; 16000 steps, several CPU hours: run it over several
@@ -139,10 +149,9 @@ LONG = {
     "8",
     "9",
     "9b",
-    "9c",
 }  # stages that "all" leaves out (long, or candidates not shipped)
 # stage -> the embedded model its final weights become (medsam2/assets/{name}.safetensors + .json)
-SHIPPED = {"3b": "nano", "4": "nano_synth", "6": "nano_box", "7d": "nano_track", "7j": "nano_chain"}
+SHIPPED = {"3b": "nano", "4": "nano_synth", "6": "nano_box", "7d": "nano_track", "9c": "nano_chain"}
 # what a shipped config says beyond the trained one: how its weights run by default, chosen on
 # validation (docs/embedded_model.md, "The defaults": nano-track chains boxes through volumes)
 SHIPPED_CONFIG: dict[str, dict[str, Any]] = {

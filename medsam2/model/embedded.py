@@ -9,10 +9,12 @@ propagate through the memory (``nano-chain``'s memory path no longer carries a m
 other shipped model.
 
 * ``nano-chain`` (the default): ``nano-track`` fine-tuned on one-slice box episodes only, its
-  memory modules frozen (stage 7f), then with corrective clicks (stages 7h and 7j): the box
-  answer box chaining needs. Chained through volumes it scores, on validation, CT / T1 / T2 /
-  generated volumes 0.89 / 0.83 / 0.73 / 0.45 (``nano-track`` chained 0.84 / 0.64 / 0.31 / 0.35).
-  Its memory path no longer carries a mask (the copy test 0.15), so it is for box chaining only;
+  memory modules frozen (stage 7f), then with corrective clicks (stages 7h and 7j), then with
+  its clicks on a boxed slice drawn into the dense box too (stage 9c, ``click_mask_prompt``):
+  the box answer box chaining needs. Chained through volumes it scores, on validation, CT / T1
+  / T2 / generated volumes 0.91 / 0.82 / 0.73 / 0.46 (``nano-track`` chained 0.84 / 0.64 /
+  0.31 / 0.35), and a click on a boxed slice is obeyed 40-78 % of the time (stage 7j: 0-20 %).
+  Its memory path does not carry a mask (the copy test 0.20), so it is for box chaining only;
   One-Prompt sets are not its job.
 * ``nano-track`` (the video default): ``nano`` given the dense box and fine-tuned on phantoms, generated volumes and
   one-slice box episodes on basic shapes (stage 7). It answers the box and keeps a working memory
