@@ -161,7 +161,9 @@ class Sam2Model(nn.Module):
     def box_dense_prompt(self, points: tuple[Tensor, Tensor] | None) -> Tensor | None:
         """The dense prompt a model with ``box_mask_prompt`` gets for a box among ``points``
         (coords (1, N, 2) in model pixels, labels (1, N) with the corners labelled 2 and 3):
-        (1, 1, S/4, S/4) logits from :func:`box_mask_logits`; None for other models or no box."""
+        (1, 1, S/4, S/4) logits from :func:`box_mask_logits`, with ``click_mask_prompt`` the
+        clicks among ``points`` painted in (:func:`~medsam2.model.box_prompt.paint_clicks`);
+        None for other models or no box."""
         if not self.config.box_mask_prompt or points is None:
             return None
         coords, labels = points
