@@ -128,15 +128,14 @@ def run_case(
         x0, y0, x1, y1 = (int(v) for v in box)
         row["box IoU"] = box_iou(box, tight_box(outer))
         row["enclosing pixels"] = int(outer[y0 : y1 + 1, x0 : x1 + 1].sum())
-    obeyed = []
+    row["obeyed"] = []  # per click made: did its own pixel take its side
     for _ in range(clicks):
         click = user_click(pred, truth[k])
         if click is not None:
             pred = vp.add_prompt(0, 1, points=[click[0]], labels=[click[1]]).masks[0].cpu().numpy()
             (x, y), label = click
-            obeyed.append(float(pred[int(y), int(x)] == bool(label)))
+            row["obeyed"].append(bool(pred[int(y), int(x)]) == bool(label))
         row["clicks"].append(dice_np(pred, truth[k]))
-    row["obeyed"] = float(np.mean(obeyed)) if obeyed else 1.0
     return row
 
 
@@ -155,7 +154,8 @@ def table(rows: list[dict[str, Any]], clicks: int) -> list[str]:
             vals += [f"{m(lambda r, w=who: r[w]['dice']):.3f}"]
             vals += [f"{m(lambda r, w=who, e=e: r[w][e]):.0f}" for e in ("FP", "FN")]
         vals += [f"{m(lambda r, i=i: r['clicks'][i]):.3f}" for i in range(clicks)]
-        return vals + ([f"{m(lambda r: r['obeyed']):.2f}"] if clicks else [])
+        made = [o for r in found for o in r["obeyed"]]  # the share of all clicks made
+        return vals + ([f"{np.mean(made):.2f}" if made else "—"] if clicks else [])
 
     for study in dict.fromkeys(r["study"] for r in rows):
         mine = [r for r in rows if r["study"] == study]

@@ -153,11 +153,11 @@ class EpisodeSampler:
             ep = self._sample_2d(rng, g)
         ep.memory_options = policy_options(self.model_cfg, self.cfg, seed)
         ep.tracker = self.cfg.tracker
-        # drawn only when enabled, so older configs keep their episodes
-        if self.cfg.correction_clicks > 0 and rng.random() < self.cfg.correction_prob:
-            ep.corrections = int(rng.integers(1, self.cfg.correction_clicks + 1))
-        if self.cfg.correction_clicks > 0 and ep.corrections == 0 and ep.info.get("box_ambiguous"):
-            # a box that does not say its object is scored only after the clicks that do
+        # drawn only when enabled, so older configs keep their episodes; a box that does not say
+        # its object (generated parts) always gets clicks: it is scored only after them
+        if self.cfg.correction_clicks > 0 and (
+            rng.random() < self.cfg.correction_prob or ep.info.get("box_ambiguous")
+        ):
             ep.corrections = int(rng.integers(1, self.cfg.correction_clicks + 1))
         ep.info.update(step=step, index=index, seed=seed)
         return ep
