@@ -22,7 +22,9 @@ For each structure, on its largest slice with the tight box of its truth (the pr
 Sets: ``mni`` (the held-out MNI152 structures on three planes: an analysis of the report's
 figures, never used to choose anything) and ``ct``, ``t1``, ``shapes`` (validation seeds 8000
 and 6000, as ``select_embedded.py``) and ``parts`` (24 generated parts of generator seed 5001,
-a validation set: a label whose box holds other labels, whose box alone cannot say it).
+a validation set: a label whose box holds other labels, whose box alone cannot say it) and
+``wholes`` (24 generated compound objects filling at least 60 % of their box, generator seed
+5002, a validation set: what the whole brain is to its box).
 
     python benchmarks/box_limits.py [--checkpoint CKPT] [--sets mni,ct,shapes] [--clicks 3]
         [--image-size 512] [--threads 1] [--json out.json]
@@ -41,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from quality import load_models
-from quality_cases import Case3D, mni_cases, part_cases, phantom_cases, shape_cases
+from quality_cases import Case3D, mni_cases, part_cases, phantom_cases, shape_cases, whole_cases
 
 from medsam2.engine.video_predictor import VideoPredictor
 from medsam2.evaluation.baselines import otsu_in_box
@@ -55,7 +57,7 @@ from medsam2.volume import infer_modality
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the click rule, shared
 from correction_helpers import tight_box, user_click  # noqa: E402
 
-SETS = ("mni", "ct", "t1", "shapes", "parts")
+SETS = ("mni", "ct", "t1", "shapes", "parts", "wholes")
 
 
 def grid_ceiling(truth: np.ndarray, image_size: int) -> float:
@@ -87,6 +89,8 @@ def cases(names: list[str]) -> Iterator[tuple[Case3D, np.ndarray | None]]:
             yield from ((c, None) for c in shape_cases(24, 6000))
         elif name == "parts":
             yield from ((c, None) for c in part_cases(24))
+        elif name == "wholes":
+            yield from ((c, None) for c in whole_cases(24))
         else:
             raise SystemExit(f"--sets: unknown set {name!r}; choose from {', '.join(SETS)}")
 

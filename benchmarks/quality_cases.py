@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,27 +145,57 @@ def shape_cases(count: int, first_seed: int) -> Iterator[Case3D]:
         yield Case3D("basic shapes", c.name, f"{size_bin(c.radius)}, {c.polarity}", c.volume, c.truth)
 
 
+def _generated(
+    spec_text: str, count: int, keep: Callable[[np.ndarray, dict[str, Any]], bool], study: str
+) -> Iterator[Case3D]:
+    """The first ``count`` cases of the generator ``spec_text`` that ``keep(labels, info)``
+    accepts, as volumes of 1 x 1 x 2 mm voxels, the truth the target (label 1)."""
+    from medsam2.data.synth.cases import generate_case, parse_synth
+
+    spec = parse_synth(spec_text)
+    found, index = 0, 0
+    while found < count:
+        image, labels, info = generate_case(spec, index)
+        index += 1
+        if not keep(labels, info):
+            continue
+        found += 1
+        array = np.ascontiguousarray(np.transpose(image, (2, 1, 0)))  # (D, S, S) -> (i, j, k)
+        truth = np.ascontiguousarray(np.transpose(labels == 1, (2, 1, 0)))
+        name = f"{study.split()[-1]}{spec.seed}-{index - 1}"
+        volume = Volume(array, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), np.eye(3), name, "MR")
+        what = "part" if info["target"] == "part" else str(info["target"])
+        yield Case3D(study, name, f"{what} of {info['kind']}", volume, truth)
+
+
 def part_cases(count: int, seed: int = 5001) -> Iterator[Case3D]:
     """Generated "part" targets (``synth:...;part=1``, ``medsam2.data.synth.targets.part_labels``):
     a label whose box holds much of other labels, as grey matter's is the brain's; the first
     ``count`` such cases of generator ``seed`` (no training config uses 5001), the middle slice
     of each slab the one the truth is largest on or near. A validation set: its box alone cannot
     say the part, its clicks can."""
-    from medsam2.data.synth.cases import generate_case, parse_synth
+    spec = f"synth:seed={seed};cases=100000;size=128;depth=10;min_contrast=0.6;part=1.0"
+    yield from _generated(spec, count, lambda _, info: info.get("target") == "part", "generated parts")
 
-    spec = parse_synth(f"synth:seed={seed};cases=100000;size=128;depth=10;min_contrast=0.6;part=1.0")
-    found, index = 0, 0
-    while found < count:
-        image, labels, info = generate_case(spec, index)
-        index += 1
-        if info.get("target") != "part":
-            continue
-        found += 1
-        array = np.ascontiguousarray(np.transpose(image, (2, 1, 0)))  # (D, S, S) -> (i, j, k)
-        truth = np.ascontiguousarray(np.transpose(labels == 1, (2, 1, 0)))
-        name = f"parts{seed}-{index - 1}"
-        volume = Volume(array, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), np.eye(3), name, "MR")
-        yield Case3D("generated parts", name, f"part of {info['kind']}", volume, truth)
+
+def _fills_box(labels: np.ndarray, info: dict[str, Any], fill: float) -> bool:
+    mid = labels[labels.shape[0] // 2] == 1
+    if info.get("target") not in ("group", "foreground") or mid.sum() < 200:
+        return False
+    ys, xs = np.nonzero(mid)
+    return bool(mid.sum() / ((np.ptp(ys) + 1) * (np.ptp(xs) + 1)) >= fill)
+
+
+def whole_cases(count: int, seed: int = 5002, fill: float = 0.6) -> Iterator[Case3D]:
+    """Generated compound objects that nearly fill their box (a named group of labels, or the
+    whole foreground, of at least 200 pixels filling at least ``fill`` of its box on the middle
+    slice), as the whole brain fills its own: the first ``count`` of generator ``seed`` (no
+    training config uses 5002; drawn without ``whole=``, as they come). A validation set for the
+    boxed slice of such objects, where the object's edge is the box's."""
+    spec = f"synth:seed={seed};cases=100000;size=128;depth=10;min_contrast=0.6"
+    yield from _generated(
+        spec, count, lambda labels, info: _fills_box(labels, info, fill), "generated wholes"
+    )
 
 
 def mni_cases(planes: list[str]) -> Iterator[Case3D]:

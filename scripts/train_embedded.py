@@ -1,6 +1,6 @@
 """Reproduce the embedded models: datasets -> `medsam2 train` stages -> assets.
 
-    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|4|3b|6|7a|...|7d|7f|7h|7g|7i|7j|8|9|9b|9c|micro|all] [--resume]
+    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|4|3b|6|7a|...|7d|7f|7h|7g|7i|7j|8|9|9b|9c|9d|micro|all] [--resume]
 
 Stage 1 (``configs/embedded_nano.json``): `nano` from scratch on 40 CT phantoms (seeds 0-39),
 6-slice clips with a box on every 3rd slice: the model learns to segment around a box.
@@ -136,6 +136,9 @@ STAGES = {
     "9b": ("embedded_nano_chain_parts2.json", (902, 903, 904), "embedded_nano_chain_parts2", "9"),
     # 7j with its clicks painted into the dense box too (click_mask_prompt), on 9's kind of data
     "9c": ("embedded_nano_chain_clickmask.json", (902, 903, 904), "embedded_nano_chain_clickmask", "7j"),
+    # 9c with generated wholes (a group or the foreground filling its box, as a brain its box):
+    # clicks on them add or remove edge pixels (9c took a click to mean a smaller structure)
+    "9d": ("embedded_nano_chain_wholes.json", (902, 903, 904), "embedded_nano_chain_wholes", "9c"),
     # One-Prompt training from 7d (its memory carries a mask), image and prompt encoders frozen;
     # stopped at step 500: the fundus twin collapsed as in stage 5 (not shipped)
     "8": ("embedded_nano_track_oneprompt.json", (), "embedded_nano_track_op", "7d"),
@@ -149,6 +152,7 @@ LONG = {
     "8",
     "9",
     "9b",
+    "9d",
 }  # stages that "all" leaves out (long, or candidates not shipped)
 # stage -> the embedded model its final weights become (medsam2/assets/{name}.safetensors + .json)
 SHIPPED = {"3b": "nano", "4": "nano_synth", "6": "nano_box", "7d": "nano_track", "9c": "nano_chain"}

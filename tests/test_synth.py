@@ -15,6 +15,7 @@ from medsam2.data.synth.targets import (
     boundary_contrast,
     choose_targets,
     part_labels,
+    whole_labels,
 )
 from medsam2.data.union import DatasetUnion, open_dataset
 from medsam2.errors import InputError
@@ -236,3 +237,47 @@ def test_part_cases_ask_for_a_part_and_mark_its_box_ambiguous() -> None:
     with pytest.raises(InputError, match=r"part in \[0, 1\]"):
         parse_synth("synth:part=1.5")
     assert all(generate_case(parse_synth(plain), i)[2]["target"] != "part" for i in range(12))
+
+
+@pytest.mark.parametrize(
+    ("name", "groups", "expected"),
+    [
+        ("a disc in empty ground", {}, [("foreground", {1})]),  # fills pi/4 of its box
+        ("ring around a disc", {"both": (1, 2)}, [("group", {1, 2}), ("foreground", {1, 2})]),
+        ("ring around a disc", {"ring": (1,)}, [("foreground", {1, 2})]),  # the ring alone is a part
+        ("a thin diagonal bar", {}, []),  # fills a tenth of its box
+        ("a block over most of the slice", {}, []),  # over 0.7 of the slice: no box would be asked
+        ("empty", {"both": (1, 2)}, []),
+    ],
+)
+def test_whole_labels_are_compound_objects_filling_their_box(
+    name: str, groups: dict[str, tuple[int, ...]], expected: list[tuple[str, set[int]]]
+) -> None:
+    mid = np.zeros((64, 64), np.int64)
+    if name == "a disc in empty ground":
+        mid[_disc(64, 32, 32, 12)] = 1
+    elif name == "ring around a disc":
+        mid[_disc(64, 32, 32, 24)] = 1
+        mid[_disc(64, 32, 32, 16)] = 2
+    elif name == "a thin diagonal bar":
+        for i in range(40):
+            mid[10 + i, 10 + i : 14 + i] = 1
+    elif name == "a block over most of the slice":
+        mid[2:62, 2:62] = 1
+    assert whole_labels(mid, groups) == expected
+
+
+def test_whole_cases_ask_for_compound_objects_that_fill_their_box() -> None:
+    plain = "synth:seed=3;cases=12;size=48;depth=6"
+    found = [generate_case(parse_synth(f"{plain};whole=1.0"), i) for i in range(12)]
+    wholes = [(labels, info) for _, labels, info in found if info["target"] in ("group", "foreground")]
+    assert len(wholes) >= 6  # most slabs have one; the others fall back to the usual targets
+    for labels, _ in wholes:
+        mid = labels[labels.shape[0] // 2] == TARGET
+        ys, xs = np.nonzero(mid)
+        assert mid.sum() / ((np.ptp(ys) + 1) * (np.ptp(xs) + 1)) >= 0.6
+    usual = [generate_case(parse_synth(plain), i)[2]["target"] for i in range(12)]
+    assert sum(t in ("group", "foreground") for t in usual) < len(wholes)
+    assert not any(generate_case(parse_synth(plain), i)[2]["target"] == "part" for i in range(12))
+    with pytest.raises(InputError, match=r"whole in \[0, 1\]"):
+        parse_synth("synth:whole=-0.1")

@@ -43,7 +43,7 @@ DEFAULT_WEIGHTS = {
 }
 
 
-FLOAT_KEYS = ("min_contrast", "invert", "part")
+FLOAT_KEYS = ("min_contrast", "invert", "part", "whole")
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class SynthSpec:
     min_contrast: float = 0.0  # redraw targets whose edge is fainter (targets.boundary_contrast)
     invert: float = 0.0  # probability of inverting the finished image (bright <-> dark)
     part: float = 0.0  # probability of asking for a part its box does not say (targets.part_labels)
+    whole: float = 0.0  # probability of asking for a compound object filling its box (targets.whole_labels)
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
 
 
@@ -84,6 +85,7 @@ def parse_synth(text: str) -> SynthSpec:
         spec.min_contrast < 0
         or not 0 <= spec.invert <= 1
         or not 0 <= spec.part <= 1
+        or not 0 <= spec.whole <= 1
         or spec.cases < 1
         or spec.size < 16
         or spec.depth < 1
@@ -92,7 +94,7 @@ def parse_synth(text: str) -> SynthSpec:
     ):
         raise InputError(
             f"training data {text!r}: cases >= 1, size >= 16, depth >= 1, min_contrast >= 0,"
-            " invert in [0, 1], part in [0, 1], weights >= 0 (not all 0)"
+            " invert in [0, 1], part in [0, 1], whole in [0, 1], weights >= 0 (not all 0)"
         )
     return spec
 
@@ -125,7 +127,7 @@ def generate_case(spec: SynthSpec, index: int) -> tuple[np.ndarray, np.ndarray, 
         fine = slab.labels
         if "outside_mm" in slab.extra:
             fine = sources.paint_shells(fine, slab.extra["outside_mm"], rng)
-        chosen = choose_targets(fine, src.groups, rng, part=spec.part)
+        chosen = choose_targets(fine, src.groups, rng, part=spec.part, whole=spec.whole)
         if chosen is None:
             continue
         labels, info = chosen

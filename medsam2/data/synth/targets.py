@@ -10,6 +10,10 @@ With ``part`` > 0, that share of cases asks first for a *part*: one label whose 
 of other labels too (grey matter, whose box is the brain's). Its box alone cannot say which
 structure is meant; the user's clicks say it, and training scores only the answers after them
 (:mod:`medsam2.training.corrections`).
+
+With ``whole`` > 0, that share of cases asks for a *whole*: a named group or the whole
+foreground that fills at least ``WHOLE_FILL`` of its box (a brain in its box). Clicks must add
+and remove pixels at such an object's edge, not take a click to mean a smaller structure.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["choose_targets", "boundary_contrast", "part_labels", "TARGET", "OTHER"]
+__all__ = ["choose_targets", "boundary_contrast", "part_labels", "whole_labels", "TARGET", "OTHER"]
 
 TARGET, OTHER = 1, 2
 MIN_AREA = 40  # pixels of the middle slice
 # a part: the label fills at most PART_FILL of its box, and other labels at least PART_OTHERS
 PART_FILL, PART_OTHERS = 0.6, 0.25
+WHOLE_FILL = 0.6  # a whole: a group or the foreground filling at least this share of its box
 
 
 def _areas(mid: np.ndarray) -> dict[int, int]:
@@ -47,6 +52,25 @@ def part_labels(mid: np.ndarray) -> list[int]:
         others = float(((inside != 0) & (inside != value)).mean())
         if area / inside.size <= PART_FILL and others >= PART_OTHERS:
             out.append(value)
+    return out
+
+
+def _fill(mask: np.ndarray) -> float:
+    ys, xs = np.nonzero(mask)
+    return float(mask.sum() / ((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)))
+
+
+def whole_labels(mid: np.ndarray, groups: dict[str, tuple[int, ...]]) -> list[tuple[str, set[int]]]:
+    """Compound objects of ``mid`` (H, W) that nearly fill their box: each named group present and
+    the whole foreground, as ("group" | "foreground", labels), those of at least ``MIN_AREA``
+    pixels, at most 0.7 of the slice, filling at least ``WHOLE_FILL`` of their bounding box."""
+    areas = _areas(mid)
+    options = [("group", set(g) & set(areas)) for g in groups.values()] + [("foreground", set(areas))]
+    out = []
+    for kind, labels in options:
+        mask = np.isin(mid, list(labels)) if labels else np.zeros_like(mid, bool)
+        if MIN_AREA <= mask.sum() <= 0.7 * mid.size and _fill(mask) >= WHOLE_FILL:
+            out.append((kind, labels))
     return out
 
 
@@ -89,17 +113,22 @@ def choose_targets(
     rng: np.random.Generator,
     tries: int = 8,
     part: float = 0.0,
+    whole: float = 0.0,
 ) -> tuple[np.ndarray, dict[str, object]] | None:
     """(D, S, S) int64 object labels (TARGET, maybe OTHER, 0) and a description; None if nothing
     fits. With probability ``part`` a part (:func:`part_labels`) is the target when the middle
-    slice has one (description ``"target": "part"``)."""
+    slice has one (description ``"target": "part"``); else, with probability ``whole``, a whole
+    (:func:`whole_labels`) when it has one (``"group"`` or ``"foreground"``, as other such targets)."""
     mid = fine[fine.shape[0] // 2]
     size = mid.size
     if not _areas(mid):
         return None
     parts = part_labels(mid) if part > 0 and rng.random() < part else []
+    wholes = whole_labels(mid, groups) if not parts and whole > 0 and rng.random() < whole else []
     if parts:
         kind, chosen = "part", {int(rng.choice(parts))}
+    elif wholes:
+        kind, chosen = wholes[int(rng.integers(len(wholes)))]
     else:
         for _ in range(tries):
             kind, chosen = _candidate(mid, groups, rng)
