@@ -1,6 +1,6 @@
 """Reproduce the embedded models: datasets -> `medsam2 train` stages -> assets.
 
-    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|4|3b|6|7a|...|7d|7f|7h|7g|7i|7j|8|9|9b|9c|9d|micro|all] [--resume]
+    python scripts/train_embedded.py [--data data] [--runs runs] [--stage 1|2|3|4|3b|6|7a|...|7d|7f|7h|7g|7i|7j|8|9|9b|9c|9d|9e|micro|all] [--resume]
 
 Stage 1 (``configs/embedded_nano.json``): `nano` from scratch on 40 CT phantoms (seeds 0-39),
 6-slice clips with a box on every 3rd slice: the model learns to segment around a box.
@@ -20,7 +20,7 @@ The demo and the quality benchmarks use phantom seeds >= 8000 and real images ne
 (the MNI152 T1 image itself, stardist's nuclei); see docs/embedded_model.md. Runs on whatever device is available (CPU works; docs/embedded_model.md has
 the times). Stage 3b's final weights become medsam2/assets/nano.safetensors (``embedded:nano``),
 stage 4's medsam2/assets/nano_synth.safetensors (``embedded:nano-synth``, the One-Prompt default),
-stage 7d's nano_track.safetensors, stage 9c's nano_chain.safetensors (the default), each with its
+stage 7d's nano_track.safetensors, stage 9e's nano_chain.safetensors (the default), each with its
 model config (.json; nano-track's and nano-chain's name box chaining as their tracker).
 Stage 3b (``configs/embedded_nano_joint.json``): a branch from stage 3's final weights on the union
 of generated volumes (``synth:...``) and stage 3's CT/T1/T2 phantom datasets, prompt encoder
@@ -76,8 +76,16 @@ parts and twice the rate (about 21 and 33 min). Clicks did not learn to name the
 (docs/embedded_model.md, "Stage 9: parts a box cannot name").
 Stage 9c (``configs/embedded_nano_chain_clickmask.json``): 7j with ``click_mask_prompt`` (a click
 on a boxed slice also painted into the dense box) on stage 9's kind of data, 6000 steps at twice
-7j's rate from 7j's final weights (about 30 min). Its final weights are ``embedded:nano-chain``,
-the default for volumes.
+7j's rate from 7j's final weights (about 30 min). Its final weights were ``embedded:nano-chain``
+until stage 9e.
+Stage 9d (``configs/embedded_nano_chain_wholes.json``, not part of ``all``, not shipped): 9c's
+recipe and data plus 500 generated "wholes" (``synth:...;whole=1``: a group or the foreground
+filling its box, as a brain its box), 5000 steps at 1.5e-4 from 9c's final weights (28 min):
+a click at such an object's edge no longer collapses it (9c took a click to mean a smaller
+structure), but box chaining lost on the corrections' slices.
+Stage 9e (``configs/embedded_nano_chain_wholes2.json``): 9d's kind of data with 300 wholes,
+4000 steps at 1e-4 from 9c's final weights (22 min). Its final weights are
+``embedded:nano-chain``, the default for volumes (docs/embedded_model.md, "Stage 9d and 9e").
 Stage ``micro`` (``configs/embedded_micro.json``, not part of ``all``, not shipped yet): the wider
 ``micro`` preset from scratch on generated volumes, basic shapes and the CT/T1/T2 phantoms, box
 episodes mixed with propagation clips; 16000 steps, several CPU hours: run it over several
@@ -139,6 +147,8 @@ STAGES = {
     # 9c with generated wholes (a group or the foreground filling its box, as a brain its box):
     # clicks on them add or remove edge pixels (9c took a click to mean a smaller structure)
     "9d": ("embedded_nano_chain_wholes.json", (902, 903, 904), "embedded_nano_chain_wholes", "9c"),
+    # 9d's kind of data with fewer wholes, at two thirds of its rate: closer to 9c
+    "9e": ("embedded_nano_chain_wholes2.json", (902, 903, 904), "embedded_nano_chain_wholes2", "9c"),
     # One-Prompt training from 7d (its memory carries a mask), image and prompt encoders frozen;
     # stopped at step 500: the fundus twin collapsed as in stage 5 (not shipped)
     "8": ("embedded_nano_track_oneprompt.json", (), "embedded_nano_track_op", "7d"),
@@ -155,7 +165,7 @@ LONG = {
     "9d",
 }  # stages that "all" leaves out (long, or candidates not shipped)
 # stage -> the embedded model its final weights become (medsam2/assets/{name}.safetensors + .json)
-SHIPPED = {"3b": "nano", "4": "nano_synth", "6": "nano_box", "7d": "nano_track", "9c": "nano_chain"}
+SHIPPED = {"3b": "nano", "4": "nano_synth", "6": "nano_box", "7d": "nano_track", "9e": "nano_chain"}
 # what a shipped config says beyond the trained one: how its weights run by default, chosen on
 # validation (docs/embedded_model.md, "The defaults": nano-track chains boxes through volumes)
 SHIPPED_CONFIG: dict[str, dict[str, Any]] = {

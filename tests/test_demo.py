@@ -1,7 +1,7 @@
 """`medsam2 demo` (what `make demo` runs): the main job on the embedded models, end to end.
 
 The Dice floors guard the shipped weights: the default model (nano-chain, chaining boxes through
-the volume) scores 0.971 on the real MRI sample's whole brain and 0.920 on the phantom's liver
+the volume) scores 0.976 on the real MRI sample's whole brain and 0.920 on the phantom's liver
 (`embedded:nano` with its memory, the phantom demo's model before: 0.715); a broken asset, preset,
 tracker or propagation path falls far below them.
 """

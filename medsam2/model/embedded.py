@@ -10,11 +10,12 @@ other shipped model.
 
 * ``nano-chain`` (the default): ``nano-track`` fine-tuned on one-slice box episodes only, its
   memory modules frozen (stage 7f), then with corrective clicks (stages 7h and 7j), then with
-  its clicks on a boxed slice drawn into the dense box too (stage 9c, ``click_mask_prompt``):
-  the box answer box chaining needs. Chained through volumes it scores, on validation, CT / T1
-  / T2 / generated volumes 0.91 / 0.82 / 0.73 / 0.46 (``nano-track`` chained 0.84 / 0.64 /
-  0.31 / 0.35), and a click on a boxed slice is obeyed 40-78 % of the time (stage 7j: 0-20 %).
-  Its memory path does not carry a mask (the copy test 0.20), so it is for box chaining only;
+  its clicks on a boxed slice drawn into the dense box too (stage 9c, ``click_mask_prompt``),
+  then with objects that fill their box (stage 9e): the box answer box chaining needs. Chained
+  through volumes it scores, on validation, CT / T1 / T2 / generated volumes 0.91 / 0.85 / 0.73
+  / 0.50 (``nano-track`` chained 0.84 / 0.64 / 0.31 / 0.35), and a click on a boxed slice is
+  obeyed 29-69 % of the time (stage 7j: 0-20 %) without collapsing a large object (stage 9c did).
+  Its memory path does not carry a mask (the copy test 0.04), so it is for box chaining only;
   One-Prompt sets are not its job.
 * ``nano-track`` (the video default): ``nano`` given the dense box and fine-tuned on phantoms, generated volumes and
   one-slice box episodes on basic shapes (stage 7). It answers the box and keeps a working memory
