@@ -164,8 +164,7 @@ def _generated(
         truth = np.ascontiguousarray(np.transpose(labels == 1, (2, 1, 0)))
         name = f"{study.split()[-1]}{spec.seed}-{index - 1}"
         volume = Volume(array, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), np.eye(3), name, "MR")
-        what = "part" if info["target"] == "part" else str(info["target"])
-        yield Case3D(study, name, f"{what} of {info['kind']}", volume, truth)
+        yield Case3D(study, name, f"{info['target']} of {info['kind']}", volume, truth)
 
 
 def part_cases(count: int, seed: int = 5001) -> Iterator[Case3D]:
@@ -179,11 +178,12 @@ def part_cases(count: int, seed: int = 5001) -> Iterator[Case3D]:
 
 
 def _fills_box(labels: np.ndarray, info: dict[str, Any], fill: float) -> bool:
+    from medsam2.data.synth.targets import fill_of_box
+
     mid = labels[labels.shape[0] // 2] == 1
-    if info.get("target") not in ("group", "foreground") or mid.sum() < 200:
-        return False
-    ys, xs = np.nonzero(mid)
-    return bool(mid.sum() / ((np.ptp(ys) + 1) * (np.ptp(xs) + 1)) >= fill)
+    return bool(
+        info.get("target") in ("group", "foreground") and mid.sum() >= 200 and fill_of_box(mid) >= fill
+    )
 
 
 def whole_cases(count: int, seed: int = 5002, fill: float = 0.6) -> Iterator[Case3D]:

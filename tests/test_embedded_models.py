@@ -133,6 +133,7 @@ def test_a_click_on_an_object_that_fills_its_box_keeps_it() -> None:
 
     from medsam2 import VideoPredictor, load_model
     from medsam2.data.synth.cases import generate_case, parse_synth
+    from medsam2.data.synth.targets import fill_of_box
 
     path = checkpoint_path("nano-chain")
     assert path is not None
@@ -145,11 +146,8 @@ def test_a_click_on_an_object_that_fills_its_box_keeps_it() -> None:
         image, labels, info = generate_case(spec, index)
         index += 1
         mid = labels[labels.shape[0] // 2] == 1
-        if info["target"] not in ("group", "foreground") or mid.sum() < 200:
-            continue
-        rows, cols = np.nonzero(mid)
-        if mid.sum() / ((np.ptp(rows) + 1) * (np.ptp(cols) + 1)) < 0.6:
-            continue
+        if info["target"] not in ("group", "foreground") or mid.sum() < 200 or fill_of_box(mid) < 0.6:
+            continue  # the selection of benchmarks/quality_cases.py's whole_cases
         k = int(np.argmax((labels == 1).sum(axis=(1, 2))))
         truth = labels[k] == 1
         vp = VideoPredictor(model)

@@ -21,7 +21,15 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["choose_targets", "boundary_contrast", "part_labels", "whole_labels", "TARGET", "OTHER"]
+__all__ = [
+    "choose_targets",
+    "boundary_contrast",
+    "fill_of_box",
+    "part_labels",
+    "whole_labels",
+    "TARGET",
+    "OTHER",
+]
 
 TARGET, OTHER = 1, 2
 MIN_AREA = 40  # pixels of the middle slice
@@ -55,7 +63,8 @@ def part_labels(mid: np.ndarray) -> list[int]:
     return out
 
 
-def _fill(mask: np.ndarray) -> float:
+def fill_of_box(mask: np.ndarray) -> float:
+    """The share of its bounding box that a non-empty ``mask`` (H, W) bool fills."""
     ys, xs = np.nonzero(mask)
     return float(mask.sum() / ((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)))
 
@@ -68,8 +77,8 @@ def whole_labels(mid: np.ndarray, groups: dict[str, tuple[int, ...]]) -> list[tu
     options = [("group", set(g) & set(areas)) for g in groups.values()] + [("foreground", set(areas))]
     out = []
     for kind, labels in options:
-        mask = np.isin(mid, list(labels)) if labels else np.zeros_like(mid, bool)
-        if MIN_AREA <= mask.sum() <= 0.7 * mid.size and _fill(mask) >= WHOLE_FILL:
+        mask = np.isin(mid, list(labels))
+        if MIN_AREA <= mask.sum() <= 0.7 * mid.size and fill_of_box(mask) >= WHOLE_FILL:
             out.append((kind, labels))
     return out
 
